@@ -1,0 +1,1 @@
+//! RagdollCluster custom resource types (filled in by the operator issue).

@@ -1,0 +1,178 @@
+//! Wiring shared by the CLI, the tests and the benchmarks: settings → a ready database (migrated
+//! or checked), the ingestion pipeline, the API state, an HTTP server with graceful shutdown, and
+//! workers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiSettings, AppState};
+use crate::chunk::{ChunkError, Chunker};
+use crate::config::{
+    DatabaseSettings, EmbeddingSettings, IndexSettings, IngestionSettings, QueueSettings,
+    default_concurrency,
+};
+use crate::db::schema::{self, SchemaError, VectorSchema};
+use crate::db::{self, DbError};
+use crate::embed::{self, EmbedError};
+use crate::extract::Limits;
+use crate::pipeline::Pipeline;
+use crate::queue::Queue;
+use crate::queue::worker::{self, WorkerConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("invalid chunking settings: {0}")]
+    Chunk(#[from] ChunkError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+}
+
+/// Everything a serving or working process is configured with.
+#[derive(Args, Clone, Debug)]
+pub struct RuntimeSettings {
+    #[command(flatten)]
+    pub db: DatabaseSettings,
+    #[command(flatten)]
+    pub embedding: EmbeddingSettings,
+    #[command(flatten)]
+    pub index: IndexSettings,
+    #[command(flatten)]
+    pub ingestion: IngestionSettings,
+    #[command(flatten)]
+    pub queue: QueueSettings,
+}
+
+impl RuntimeSettings {
+    /// Defaults for everything but the database URL.
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            db: DatabaseSettings::new(database_url),
+            embedding: EmbeddingSettings::default(),
+            index: IndexSettings::default(),
+            ingestion: IngestionSettings::default(),
+            queue: QueueSettings::default(),
+        }
+    }
+
+    pub fn vector_schema(&self) -> VectorSchema {
+        VectorSchema {
+            dimensions: self.embedding.dimensions,
+            model: self.embedding.model_name(),
+            hnsw_m: self.index.m,
+            hnsw_ef_construction: self.index.ef_construction,
+        }
+    }
+}
+
+/// Connects, then migrates (`migrate = true`) or verifies that the schema is current.
+pub async fn open_database(s: &RuntimeSettings, migrate: bool) -> Result<PgPool, StartupError> {
+    let pool = db::connect(&s.db).await?;
+    let want = s.vector_schema();
+    if migrate {
+        schema::migrate(&pool, &want).await?;
+    } else {
+        schema::check(&pool, &want).await?;
+    }
+    Ok(pool)
+}
+
+pub fn build_pipeline(pool: PgPool, s: &RuntimeSettings) -> Result<Pipeline, StartupError> {
+    let chunker = Chunker::new(s.ingestion.chunk_size, s.ingestion.chunk_overlap)?;
+    Ok(Pipeline {
+        pool,
+        embedder: embed::from_settings(&s.embedding)?,
+        chunker,
+        limits: Limits {
+            max_decompressed: s.ingestion.max_decompressed_size,
+        },
+        max_attempts: s.queue.max_attempts,
+        extract_timeout: Duration::from_secs(300),
+    })
+}
+
+pub fn api_state(pool: PgPool, s: &RuntimeSettings, api_keys: Option<Vec<String>>) -> AppState {
+    AppState::new(
+        pool,
+        ApiSettings {
+            max_file_size: s.ingestion.max_file_size,
+            max_attempts: s.queue.max_attempts,
+            vector_schema: s.vector_schema(),
+        },
+        api_keys,
+    )
+}
+
+/// Serves the API until `shutdown` is cancelled, then drains in-flight requests.
+pub async fn serve_http(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+/// Worker configuration for `queues` with the given per-queue concurrency (or the guide's
+/// defaults: embeddings 3, processing 2, analysis 1, default 1).
+pub fn worker_config(
+    s: &RuntimeSettings,
+    queues: &[Queue],
+    concurrency: Option<usize>,
+) -> WorkerConfig {
+    WorkerConfig {
+        queues: queues
+            .iter()
+            .map(|q| (*q, concurrency.unwrap_or_else(|| default_concurrency(*q))))
+            .collect(),
+        settings: s.queue.clone(),
+        worker_id: worker::default_worker_id(),
+    }
+}
+
+pub async fn run_workers(
+    pipeline: Arc<Pipeline>,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) {
+    let pool = pipeline.pool.clone();
+    worker::run(pool, pipeline, config, shutdown).await
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops this process");
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested");
+        t.cancel();
+    });
+    token
+}

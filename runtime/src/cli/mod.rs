@@ -1,0 +1,181 @@
+//! Command-line definitions and the long-running commands (`serve`, `worker`, `migrate`); the
+//! client commands live in `ingest`.
+
+mod ingest;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use ragdoll::app::{self, RuntimeSettings};
+use ragdoll::config::LogFormat;
+use ragdoll::db::schema;
+use ragdoll::queue::Queue;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ragdoll",
+    version,
+    about = "Ragdoll runtime: document ingestion and retrieval on PostgreSQL + pgvector"
+)]
+pub struct Cli {
+    /// Log format: text for terminals, json for production log pipelines.
+    #[arg(long, env = "RAGDOLL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API (and, with --with-workers, run all job queues in-process).
+    Serve(ServeArgs),
+    /// Run workers for some queues.
+    Worker(WorkerArgs),
+    /// Apply database migrations and pin the embedding dimension, then exit.
+    Migrate(MigrateArgs),
+    /// Upload files to a running server.
+    Ingest(ingest::IngestArgs),
+    /// Show the documents on a running server and their processing status.
+    Status(ingest::StatusArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RAGDOLL_BIND", default_value = "0.0.0.0:8080")]
+    bind: SocketAddr,
+    /// Also run workers for every queue in this process (development, small installs).
+    #[arg(long, env = "RAGDOLL_WITH_WORKERS")]
+    with_workers: bool,
+    /// Apply migrations at start-up (development; production runs `ragdoll migrate` once).
+    #[arg(long, env = "RAGDOLL_MIGRATE")]
+    migrate: bool,
+    /// Accepted API keys, comma-separated; clients send `Authorization: Bearer <key>`.
+    #[arg(long, env = "RAGDOLL_API_KEYS", hide_env_values = true)]
+    api_keys: Option<String>,
+    /// Serve /v1 without authentication (local experiments only).
+    #[arg(long)]
+    insecure_no_auth: bool,
+    #[command(flatten)]
+    settings: RuntimeSettings,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    /// Queues to work on, comma-separated (processing, embeddings, analysis, default).
+    #[arg(
+        long,
+        env = "RAGDOLL_WORKER_QUEUES",
+        value_delimiter = ',',
+        default_value = "processing,embeddings,analysis,default"
+    )]
+    queues: Vec<Queue>,
+    /// Jobs per queue at once (default: embeddings 3, processing 2, analysis 1, default 1).
+    #[arg(long, env = "RAGDOLL_WORKER_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: Option<u16>,
+    /// Apply migrations at start-up.
+    #[arg(long, env = "RAGDOLL_MIGRATE")]
+    migrate: bool,
+    #[command(flatten)]
+    settings: RuntimeSettings,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    settings: RuntimeSettings,
+}
+
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RAGDOLL_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(a) => serve(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Worker(a) => worker(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Migrate(a) => migrate(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Ingest(a) => ingest::ingest(a).await,
+        Command::Status(a) => ingest::status(a).await,
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let keys = a
+        .api_keys
+        .as_deref()
+        .map(ragdoll::api::parse_api_keys)
+        .unwrap_or_default();
+    let keys = match (keys.is_empty(), a.insecure_no_auth) {
+        (false, _) => Some(keys),
+        (true, true) => {
+            tracing::warn!("serving /v1 WITHOUT authentication (--insecure-no-auth)");
+            None
+        }
+        (true, false) => bail!(
+            "no API keys configured: set RAGDOLL_API_KEYS (comma-separated) or pass \
+             --insecure-no-auth for a local experiment"
+        ),
+    };
+    let pool = app::open_database(&a.settings, a.migrate).await?;
+    let pipeline = Arc::new(app::build_pipeline(pool.clone(), &a.settings)?);
+    let shutdown = app::shutdown_on_signals();
+    let listener = tokio::net::TcpListener::bind(a.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", a.bind))?;
+    tracing::info!(addr = %a.bind, with_workers = a.with_workers, "serving");
+    let workers = a.with_workers.then(|| {
+        let cfg = app::worker_config(&a.settings, &Queue::ALL, None);
+        tokio::spawn(app::run_workers(pipeline.clone(), cfg, shutdown.clone()))
+    });
+    let state = app::api_state(pool.clone(), &a.settings, keys);
+    let served = app::serve_http(listener, state, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(w) = workers {
+        w.await.context("worker task failed")?;
+    }
+    pool.close().await;
+    served.context("HTTP server failed")
+}
+
+async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
+    let mut queues = a.queues.clone();
+    queues.sort();
+    queues.dedup();
+    let pool = app::open_database(&a.settings, a.migrate).await?;
+    let pipeline = Arc::new(app::build_pipeline(pool.clone(), &a.settings)?);
+    let cfg = app::worker_config(&a.settings, &queues, a.concurrency.map(usize::from));
+    app::run_workers(pipeline, cfg, app::shutdown_on_signals()).await;
+    pool.close().await;
+    Ok(())
+}
+
+async fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
+    let pool = app::open_database(&a.settings, true).await?;
+    let stored = schema::stored_vector_schema(&pool).await?;
+    let version = schema::applied_version(&pool).await?;
+    println!(
+        "database migrated: schema version {}, embedding dimensions {}",
+        version.unwrap_or(0),
+        stored.map_or(0, |s| s.dimensions)
+    );
+    pool.close().await;
+    Ok(())
+}

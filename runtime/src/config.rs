@@ -1,0 +1,290 @@
+//! Runtime configuration: every knob of the `ragdoll` binary, read from flags and `RAGDOLL_*`
+//! environment variables by clap, with the same defaults available to library users and tests
+//! through `Default`.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::queue::Queue;
+
+/// Parses sizes such as `1048576`, `512KiB`, `100MiB`, `1GiB`, `10MB`.
+pub fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (examples: 1048576, 512KiB, 100MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "ki" | "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mi" | "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gi" | "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL, e.g. postgres://user:pass@host:5432/ragdoll
+    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    pub url: String,
+    /// Maximum connections in this process's pool.
+    #[arg(
+        long = "db-max-connections",
+        env = "RAGDOLL_DB_MAX_CONNECTIONS",
+        default_value_t = 20
+    )]
+    pub max_connections: u32,
+    /// How long to keep retrying the first connection at start-up (seconds).
+    #[arg(
+        long = "db-connect-timeout",
+        env = "RAGDOLL_DB_CONNECT_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub connect_timeout_secs: u64,
+}
+
+impl DatabaseSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 20,
+            connect_timeout_secs: 60,
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbeddingProviderKind {
+    /// Deterministic feature hashing: fast and offline, but lexical only (no semantics).
+    Hash,
+    /// Any OpenAI-compatible /v1/embeddings endpoint (OpenAI, Azure, Ollama, vLLM, TEI, LiteLLM).
+    Openai,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EmbeddingSettings {
+    /// Embedding provider.
+    #[arg(long = "embedding-provider", env = "RAGDOLL_EMBEDDING_PROVIDER", value_enum, default_value_t = EmbeddingProviderKind::Hash)]
+    pub provider: EmbeddingProviderKind,
+    /// Model name sent to the provider and stored with each chunk
+    /// (default: `hash-v1` for hash, `text-embedding-3-small` for openai).
+    #[arg(long = "embedding-model", env = "RAGDOLL_EMBEDDING_MODEL")]
+    pub model: Option<String>,
+    /// Vector dimensions. Fixed in the database at first migration; changing it later is refused.
+    #[arg(long = "embedding-dimensions", env = "RAGDOLL_EMBEDDING_DIMENSIONS", default_value_t = 384,
+          value_parser = clap::value_parser!(u32).range(1..=16000))]
+    pub dimensions: u32,
+    /// Base URL of an OpenAI-compatible API (the part before /embeddings).
+    #[arg(
+        long = "embedding-base-url",
+        env = "RAGDOLL_EMBEDDING_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    pub base_url: String,
+    /// API key for the embedding provider (sent as a Bearer token; never logged).
+    #[arg(
+        long = "embedding-api-key",
+        env = "RAGDOLL_EMBEDDING_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// Texts per embedding request.
+    #[arg(
+        long = "embedding-batch-size",
+        env = "RAGDOLL_EMBEDDING_BATCH_SIZE",
+        default_value_t = 64
+    )]
+    pub batch_size: usize,
+    /// Timeout of one embedding request (seconds).
+    #[arg(
+        long = "embedding-timeout",
+        env = "RAGDOLL_EMBEDDING_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub timeout_secs: u64,
+    /// Retries of one embedding request on 429/5xx/network errors (honouring Retry-After)
+    /// before the job attempt fails; the job queue then retries the whole job.
+    #[arg(
+        long = "embedding-max-retries",
+        env = "RAGDOLL_EMBEDDING_MAX_RETRIES",
+        default_value_t = 3
+    )]
+    pub max_retries: u32,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            provider: EmbeddingProviderKind::Hash,
+            model: None,
+            dimensions: 384,
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+            batch_size: 64,
+            timeout_secs: 60,
+            max_retries: 3,
+        }
+    }
+}
+
+impl EmbeddingSettings {
+    pub fn model_name(&self) -> String {
+        match (&self.model, self.provider) {
+            (Some(m), _) => m.clone(),
+            (None, EmbeddingProviderKind::Hash) => "hash-v1".into(),
+            (None, EmbeddingProviderKind::Openai) => "text-embedding-3-small".into(),
+        }
+    }
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+/// Vector index parameters (HNSW, cosine). Used when the index is first built.
+#[derive(Args, Clone, Debug)]
+pub struct IndexSettings {
+    /// HNSW `m` (max connections per layer).
+    #[arg(long = "hnsw-m", env = "RAGDOLL_HNSW_M", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(2..=100))]
+    pub m: u32,
+    /// HNSW `ef_construction` (build-time candidate list size).
+    #[arg(long = "hnsw-ef-construction", env = "RAGDOLL_HNSW_EF_CONSTRUCTION", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(4..=1000))]
+    pub ef_construction: u32,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construction: 64,
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct IngestionSettings {
+    /// Target chunk size in characters.
+    #[arg(
+        long = "chunk-size",
+        env = "RAGDOLL_CHUNK_SIZE",
+        default_value_t = 1000
+    )]
+    pub chunk_size: usize,
+    /// Characters shared by consecutive chunks; must be smaller than the chunk size.
+    #[arg(
+        long = "chunk-overlap",
+        env = "RAGDOLL_CHUNK_OVERLAP",
+        default_value_t = 200
+    )]
+    pub chunk_overlap: usize,
+    /// Largest accepted upload (bytes, or with a unit: 512KiB, 100MiB, 1GiB).
+    #[arg(long = "max-file-size", env = "RAGDOLL_MAX_FILE_SIZE", default_value = "100MiB", value_parser = parse_byte_size)]
+    pub max_file_size: u64,
+    /// Largest amount of data an extractor may decompress from one file (zip-bomb guard).
+    #[arg(long = "max-decompressed-size", env = "RAGDOLL_MAX_DECOMPRESSED_SIZE", default_value = "512MiB", value_parser = parse_byte_size)]
+    pub max_decompressed_size: u64,
+}
+
+impl Default for IngestionSettings {
+    fn default() -> Self {
+        Self {
+            chunk_size: 1000,
+            chunk_overlap: 200,
+            max_file_size: 100 << 20,
+            max_decompressed_size: 512 << 20,
+        }
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct QueueSettings {
+    /// Attempts per job before it is marked failed.
+    #[arg(long = "job-max-attempts", env = "RAGDOLL_JOB_MAX_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(i32).range(1..=100))]
+    pub max_attempts: i32,
+    /// A job whose worker stops heartbeating for this long is given to another worker (seconds).
+    #[arg(
+        long = "job-visibility-timeout",
+        env = "RAGDOLL_JOB_VISIBILITY_TIMEOUT_SECS",
+        default_value_t = 300
+    )]
+    pub visibility_timeout_secs: u64,
+    /// Base of the exponential retry backoff (milliseconds); jitter is added.
+    #[arg(
+        long = "job-backoff-base-ms",
+        env = "RAGDOLL_JOB_BACKOFF_BASE_MS",
+        default_value_t = 2000
+    )]
+    pub backoff_base_ms: u64,
+    /// Upper bound of one retry delay (milliseconds).
+    #[arg(
+        long = "job-backoff-max-ms",
+        env = "RAGDOLL_JOB_BACKOFF_MAX_MS",
+        default_value_t = 300_000
+    )]
+    pub backoff_max_ms: u64,
+    /// Poll interval when no notification arrives (milliseconds).
+    #[arg(
+        long = "job-poll-interval-ms",
+        env = "RAGDOLL_JOB_POLL_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub poll_interval_ms: u64,
+    /// On SIGTERM, how long running jobs may take to finish before they are released (seconds).
+    #[arg(
+        long = "shutdown-grace",
+        env = "RAGDOLL_SHUTDOWN_GRACE_SECS",
+        default_value_t = 20
+    )]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            visibility_timeout_secs: 300,
+            backoff_base_ms: 2000,
+            backoff_max_ms: 300_000,
+            poll_interval_ms: 1000,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl QueueSettings {
+    pub fn visibility_timeout(&self) -> Duration {
+        Duration::from_secs(self.visibility_timeout_secs.max(1))
+    }
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// Default worker concurrency per queue, as in the production guide (Sidekiq weights).
+pub fn default_concurrency(queue: Queue) -> usize {
+    match queue {
+        Queue::Embeddings => 3,
+        Queue::Processing => 2,
+        Queue::Analysis => 1,
+        Queue::Default => 1,
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,193 @@
+//! Schema management: the SQL migrations embedded in the binary, plus the part of the schema that
+//! depends on configuration — the embedding column pinned to `vector(D)` and its HNSW index —
+//! recorded in `ragdoll_meta` so a process configured with another D is refused at start-up.
+
+use serde::{Deserialize, Serialize};
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::{AssertSqlSafe, PgPool};
+
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+const META_KEY: &str = "embedding";
+/// Serialises concurrent `ragdoll migrate` runs while the vector column is pinned.
+const VECTOR_LOCK_ID: i64 = 0x7261_6764_6f6c_6c01;
+
+/// What the database must look like for this process: the embedding dimension and index shape.
+#[derive(Clone, Debug)]
+pub struct VectorSchema {
+    pub dimensions: u32,
+    pub model: String,
+    pub hnsw_m: u32,
+    pub hnsw_ef_construction: u32,
+}
+
+/// What was recorded in the database when the vector column was pinned.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredVectorSchema {
+    pub dimensions: u32,
+    pub model: String,
+    pub hnsw_m: u32,
+    pub hnsw_ef_construction: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("migration failed: {0}")]
+    Migrate(#[from] MigrateError),
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error(
+        "embedding dimension mismatch: the database holds {stored}-dimensional vectors (model \
+         `{model}`) but this process is configured for {configured} dimensions. Set \
+         RAGDOLL_EMBEDDING_DIMENSIONS={stored} to use the existing data, or point DATABASE_URL at \
+         a new database for the new model"
+    )]
+    DimensionMismatch {
+        stored: u32,
+        configured: u32,
+        model: String,
+    },
+    #[error(
+        "database schema is not current (latest applied migration: {applied}, this binary needs \
+         {expected}); run `ragdoll migrate` (or start with --migrate)"
+    )]
+    NotMigrated { applied: String, expected: i64 },
+    #[error("ragdoll_meta holds an unreadable `{META_KEY}` entry: {0}")]
+    CorruptMeta(String),
+}
+
+/// The newest migration version embedded in this binary.
+pub fn expected_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Applies pending migrations, then pins the vector column and builds the HNSW index on first run.
+pub async fn migrate(
+    pool: &PgPool,
+    want: &VectorSchema,
+) -> Result<StoredVectorSchema, SchemaError> {
+    MIGRATOR.run(pool).await?;
+    ensure_vector_column(pool, want).await
+}
+
+/// Verifies that migrations are applied and the vector column matches; never changes anything.
+pub async fn check(pool: &PgPool, want: &VectorSchema) -> Result<StoredVectorSchema, SchemaError> {
+    let applied = applied_version(pool).await?;
+    let expected = expected_version();
+    if applied != Some(expected) {
+        return Err(SchemaError::NotMigrated {
+            applied: applied.map_or_else(|| "none".to_string(), |v| v.to_string()),
+            expected,
+        });
+    }
+    match stored_vector_schema(pool).await? {
+        Some(stored) => compare(stored, want),
+        None => Err(SchemaError::NotMigrated {
+            applied: format!("{expected} (vector column not pinned)"),
+            expected,
+        }),
+    }
+}
+
+/// The newest successfully applied migration, if the migrations table exists.
+pub async fn applied_version(pool: &PgPool) -> Result<Option<i64>, sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(pool)
+        .await
+}
+
+pub async fn stored_vector_schema(
+    pool: &PgPool,
+) -> Result<Option<StoredVectorSchema>, SchemaError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('ragdoll_meta') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    let value: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT value FROM ragdoll_meta WHERE key = $1")
+            .bind(META_KEY)
+            .fetch_optional(pool)
+            .await?;
+    value
+        .map(|v| serde_json::from_value(v).map_err(|e| SchemaError::CorruptMeta(e.to_string())))
+        .transpose()
+}
+
+fn compare(
+    stored: StoredVectorSchema,
+    want: &VectorSchema,
+) -> Result<StoredVectorSchema, SchemaError> {
+    if stored.dimensions != want.dimensions {
+        return Err(SchemaError::DimensionMismatch {
+            stored: stored.dimensions,
+            configured: want.dimensions,
+            model: stored.model,
+        });
+    }
+    Ok(stored)
+}
+
+async fn ensure_vector_column(
+    pool: &PgPool,
+    want: &VectorSchema,
+) -> Result<StoredVectorSchema, SchemaError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(VECTOR_LOCK_ID)
+        .execute(&mut *tx)
+        .await?;
+    let value: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT value FROM ragdoll_meta WHERE key = $1")
+            .bind(META_KEY)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(v) = value {
+        let stored: StoredVectorSchema =
+            serde_json::from_value(v).map_err(|e| SchemaError::CorruptMeta(e.to_string()))?;
+        tx.commit().await?;
+        return compare(stored, want);
+    }
+    // Only integers are interpolated; identifiers are constants.
+    sqlx::query(AssertSqlSafe(format!(
+        "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({})",
+        want.dimensions
+    )))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE INDEX IF NOT EXISTS chunks_embedding_hnsw_idx ON chunks \
+         USING hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {})",
+        want.hnsw_m, want.hnsw_ef_construction
+    )))
+    .execute(&mut *tx)
+    .await?;
+    let stored = StoredVectorSchema {
+        dimensions: want.dimensions,
+        model: want.model.clone(),
+        hnsw_m: want.hnsw_m,
+        hnsw_ef_construction: want.hnsw_ef_construction,
+    };
+    let json =
+        serde_json::to_value(&stored).map_err(|e| SchemaError::CorruptMeta(e.to_string()))?;
+    sqlx::query("INSERT INTO ragdoll_meta (key, value) VALUES ($1, $2)")
+        .bind(META_KEY)
+        .bind(json)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(
+        dimensions = want.dimensions,
+        m = want.hnsw_m,
+        ef_construction = want.hnsw_ef_construction,
+        "pinned embedding column and built HNSW index"
+    );
+    Ok(stored)
+}

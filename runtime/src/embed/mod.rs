@@ -1,0 +1,93 @@
+//! Embedding providers behind one batched trait: `hash` (offline, lexical) and `openai` (any
+//! OpenAI-compatible `/v1/embeddings`). A provider either returns one finite vector of the
+//! configured dimension per input, or an error — never a made-up vector.
+
+pub mod hash;
+pub mod openai;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::config::{EmbeddingProviderKind, EmbeddingSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// Worth retrying later: timeouts, connection errors, 429, 5xx.
+    #[error("embedding provider unavailable: {0}")]
+    Unavailable(String),
+    /// Will not get better by retrying: bad credentials, bad request, wrong dimension.
+    #[error("embedding provider error: {0}")]
+    Rejected(String),
+    #[error("invalid embedding configuration: {0}")]
+    Config(String),
+}
+
+pub trait Embedder: Send + Sync {
+    /// Model name stored with each chunk.
+    fn model(&self) -> &str;
+    fn dimensions(&self) -> usize;
+    /// Texts per provider call.
+    fn batch_size(&self) -> usize;
+    /// Embeds one batch; the result has exactly one vector per input, in order.
+    fn embed_batch<'a>(
+        &'a self,
+        texts: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>>;
+}
+
+/// Embeds any number of texts in provider-sized batches, validating every vector.
+pub async fn embed_all(
+    embedder: &dyn Embedder,
+    texts: &[String],
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let mut out = Vec::with_capacity(texts.len());
+    for batch in texts.chunks(embedder.batch_size().max(1)) {
+        let vectors = embedder.embed_batch(batch).await?;
+        validate(embedder, batch.len(), &vectors)?;
+        out.extend(vectors);
+    }
+    Ok(out)
+}
+
+fn validate(
+    embedder: &dyn Embedder,
+    expected: usize,
+    vectors: &[Vec<f32>],
+) -> Result<(), EmbedError> {
+    if vectors.len() != expected {
+        return Err(EmbedError::Rejected(format!(
+            "asked for {expected} embeddings, got {}",
+            vectors.len()
+        )));
+    }
+    for v in vectors {
+        if v.len() != embedder.dimensions() {
+            return Err(EmbedError::Rejected(format!(
+                "model `{}` returned {}-dimensional vectors but {} dimensions are configured \
+                 (RAGDOLL_EMBEDDING_DIMENSIONS)",
+                embedder.model(),
+                v.len(),
+                embedder.dimensions()
+            )));
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(EmbedError::Rejected(
+                "provider returned a non-finite value".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the configured provider.
+pub fn from_settings(settings: &EmbeddingSettings) -> Result<Arc<dyn Embedder>, EmbedError> {
+    let dims = settings.dimensions as usize;
+    match settings.provider {
+        EmbeddingProviderKind::Hash => Ok(Arc::new(hash::HashEmbedder::new(
+            settings.model_name(),
+            dims,
+        ))),
+        EmbeddingProviderKind::Openai => Ok(Arc::new(openai::OpenAiEmbedder::new(settings)?)),
+    }
+}
