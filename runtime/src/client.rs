@@ -61,7 +61,7 @@ struct Page {
 
 impl Client {
     pub fn new(base: &str, key: Option<String>) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
+        let http = crate::http::client_builder()
             .timeout(Duration::from_secs(300))
             .connect_timeout(Duration::from_secs(10))
             .build()

@@ -10,5 +10,6 @@ pub mod config;
 pub mod db;
 pub mod embed;
 pub mod extract;
+pub mod http;
 pub mod pipeline;
 pub mod queue;

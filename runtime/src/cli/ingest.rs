@@ -118,7 +118,7 @@ pub async fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
                 uploaded.push((path.clone(), c.id));
             }
             Err(e) => {
-                bar.println(format!("FAILED {}: {e}", path.display()));
+                report(&bar, format!("FAILED {}: {e}", path.display()));
                 failures.push(format!("{}: {e}", path.display()));
             }
         }
@@ -139,6 +139,16 @@ pub async fn ingest(a: IngestArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Prints above the progress bar; when stderr is not a terminal the bar is hidden and would
+/// swallow the line, so it goes straight to stderr.
+fn report(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 fn short(p: &Path) -> String {
@@ -169,13 +179,13 @@ async fn wait_for(
                 Ok(d) if d.status == "processed" => bar.inc(1),
                 Ok(d) if d.status == "failed" => {
                     let line = format!("{}: {}", path.display(), d.error.unwrap_or_default());
-                    bar.println(format!("FAILED {line}"));
+                    report(&bar, format!("FAILED {line}"));
                     failures.push(line);
                     bar.inc(1);
                 }
                 Ok(_) => still.push(entry),
                 Err(e) => {
-                    bar.println(format!("FAILED {}: {e}", path.display()));
+                    report(&bar, format!("FAILED {}: {e}", path.display()));
                     failures.push(format!("{}: {e}", path.display()));
                     bar.inc(1);
                 }

@@ -65,7 +65,7 @@ impl OpenAiEmbedder {
                 "RAGDOLL_EMBEDDING_BASE_URL must be an http(s) URL, got `{base}`"
             )));
         }
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder()
             .timeout(settings.timeout())
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("ragdoll/", env!("CARGO_PKG_VERSION")))
