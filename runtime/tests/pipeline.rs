@@ -387,7 +387,13 @@ async fn json_upload_list_filter_paginate_and_patch() {
         "/v1/documents?limit=501",
         "/v1/documents?colour=red",
     ] {
-        let (status, body) = json_of(app.get(bad).send().await.unwrap()).await;
+        let resp = app.get(bad).send().await.unwrap();
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/problem+json",
+            "{bad}"
+        );
+        let (status, body) = json_of(resp).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
     }
 

@@ -3,7 +3,7 @@
 //! not ingest) and stored with their first job in one transaction.
 
 use axum::Json;
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
+use super::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::db::documents::{self, Created, Document, ListFilter, NewDocument, Status};
 use crate::extract::{self, DocumentType, ExtractError};
 use crate::queue::{self, JobRow};
@@ -56,7 +57,7 @@ struct Upload {
 
 pub async fn create(
     State(state): State<AppState>,
-    Query(query): Query<CreateQuery>,
+    ApiQuery(query): ApiQuery<CreateQuery>,
     headers: HeaderMap,
     req: Request,
 ) -> ApiResult<Response> {
@@ -82,9 +83,7 @@ pub async fn create(
             .map_err(|e| ApiError::bad_request(e.body_text()))?;
         read_multipart(mp, max).await?
     } else if content_type.starts_with("application/json") {
-        let Json(body) = Json::<CreateJson>::from_request(req, &state)
-            .await
-            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        let ApiJson(body) = ApiJson::<CreateJson>::from_request(req, &state).await?;
         if body.content.len() as u64 > max {
             return Err(too_large(max));
         }
@@ -241,7 +240,7 @@ pub const MAX_PAGE: i64 = 500;
 
 pub async fn list(
     State(state): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<ListBody>> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -284,7 +283,7 @@ pub struct ShowBody {
 
 pub async fn show(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<ShowBody>> {
     let document = documents::get(&state.pool, id)
         .await?
@@ -302,10 +301,9 @@ pub struct UpdateBody {
 
 pub async fn update(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
-    body: Result<Json<UpdateBody>, axum::extract::rejection::JsonRejection>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiJson(body): ApiJson<UpdateBody>,
 ) -> ApiResult<Json<Document>> {
-    let Json(body) = body.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let title = body.title.map(|t| t.trim().to_string());
     if title.as_deref() == Some("") {
         return Err(ApiError::bad_request("`title` must not be empty"));
@@ -321,7 +319,10 @@ pub async fn update(
         .ok_or_else(|| ApiError::not_found(format!("document {id}")))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<StatusCode> {
     if documents::delete(&state.pool, id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -329,7 +330,10 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiR
     }
 }
 
-pub async fn reprocess(State(state): State<AppState>, Path(id): Path<Uuid>) -> ApiResult<Response> {
+pub async fn reprocess(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Response> {
     if documents::reprocess(&state.pool, id, state.settings.max_attempts).await? {
         Ok((
             StatusCode::ACCEPTED,

@@ -3,6 +3,7 @@
 
 pub mod documents;
 pub mod error;
+pub mod extract;
 pub mod health;
 
 use std::sync::Arc;
