@@ -386,6 +386,7 @@ async fn json_upload_list_filter_paginate_and_patch() {
         "/v1/documents?limit=0",
         "/v1/documents?limit=501",
         "/v1/documents?colour=red",
+        "/v1/documents/not-a-uuid",
     ] {
         let resp = app.get(bad).send().await.unwrap();
         assert_eq!(
