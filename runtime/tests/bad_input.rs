@@ -134,11 +134,7 @@ async fn rejected_at_upload_with_clear_problems() {
     assert!(detail(&body).contains("no `file` field"), "{body}");
 
     // Nothing above was stored.
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(stored, 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM documents").await, 0);
     app.stop().await;
 }
 
@@ -220,11 +216,7 @@ async fn oversized_uploads_get_413_without_being_buffered() {
         .collect();
     let (status, body) = app.upload("fits.txt", ok).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(stored, 1);
+    assert_eq!(app.scalar("SELECT count(*) FROM documents").await, 1);
     app.stop().await;
 }
 

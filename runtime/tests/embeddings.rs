@@ -83,12 +83,7 @@ async fn server_errors_then_recovery_retries_the_job_and_processes() {
     let (_, body) = app.upload("doc.txt", long_text(50)).await;
     let d = app.wait_done(body["id"].as_str().unwrap()).await;
     assert_eq!(d["status"], "processed", "{d}");
-    let embed_job = d["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["kind"] == "embed_document")
-        .unwrap();
+    let embed_job = job_of(&d, "embed_document");
     assert_eq!(embed_job["attempts"], 3, "{embed_job}");
     assert_eq!(embed_job["status"], "succeeded");
     assert!(
@@ -143,12 +138,7 @@ async fn rate_limits_are_honoured_and_bad_answers_are_errors() {
         "waited for Retry-After"
     );
     assert_eq!(mock.request_count(), 2);
-    let embed_job = d["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["kind"] == "embed_document")
-        .unwrap();
+    let embed_job = job_of(&d, "embed_document");
     assert_eq!(embed_job["attempts"], 1, "retried inside one attempt");
 
     // Wrong dimension: permanent, fails at once with the reason.
@@ -178,12 +168,7 @@ async fn rate_limits_are_honoured_and_bad_answers_are_errors() {
             .contains("check RAGDOLL_EMBEDDING_API_KEY"),
         "{d}"
     );
-    let embed_job = d["jobs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|j| j["kind"] == "embed_document")
-        .unwrap();
+    let embed_job = job_of(&d, "embed_document");
     assert_eq!(embed_job["attempts"], 1);
 
     // A body that is not an embeddings response: retried, then processed once the server is sane.

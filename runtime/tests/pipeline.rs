@@ -291,9 +291,7 @@ async fn duplicates_force_reprocess_and_delete() {
 
     // Delete removes the document and everything hanging off it.
     let resp = app
-        .http
-        .delete(app.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(API_KEY)
+        .delete(&format!("/v1/documents/{id}"))
         .send()
         .await
         .unwrap();
@@ -318,9 +316,7 @@ async fn duplicates_force_reprocess_and_delete() {
         "errors are problem+json"
     );
     let resp = app
-        .http
-        .delete(app.url(&format!("/v1/documents/{id}")))
-        .bearer_auth(API_KEY)
+        .delete(&format!("/v1/documents/{id}"))
         .send()
         .await
         .unwrap();

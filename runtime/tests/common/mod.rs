@@ -223,6 +223,18 @@ impl TestApp {
         self.http.post(self.url(path)).bearer_auth(API_KEY)
     }
 
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.delete(self.url(path)).bearer_auth(API_KEY)
+    }
+
+    /// A single integer from SQL without parameters (counts, mostly).
+    pub async fn scalar(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("scalar query")
+    }
+
     /// Multipart upload of `bytes` as `filename`; returns status and JSON body.
     pub async fn upload(&self, filename: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
         let form = reqwest::multipart::Form::new().part(
@@ -301,6 +313,14 @@ pub async fn count(pool: &PgPool, sql: &'static str, id: uuid::Uuid) -> i64 {
         .fetch_one(pool)
         .await
         .expect("count query")
+}
+
+/// The job of `kind` in a document's `jobs` list.
+pub fn job_of<'a>(doc: &'a Value, kind: &str) -> &'a Value {
+    doc["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["kind"] == kind))
+        .unwrap_or_else(|| panic!("no {kind} job in {doc}"))
 }
 
 pub fn uuid_of(v: &Value) -> uuid::Uuid {
