@@ -76,7 +76,13 @@ async fn ours(url: &str, docs: &[String]) -> (Duration, i64) {
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let state = app::api_state(pool.clone(), &s, Some(vec!["bench".into()]));
+    let (state, _tasks) = app::start_api(
+        pool.clone(),
+        &s,
+        Some(vec!["bench".into()]),
+        shutdown.clone(),
+    )
+    .expect("api");
     let server = tokio::spawn(app::serve_http(listener, state, shutdown.clone()));
     let pipeline = Arc::new(app::build_pipeline(pool.clone(), &s).expect("pipeline"));
     let workers = tokio::spawn(app::run_workers(

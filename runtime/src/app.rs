@@ -8,13 +8,14 @@ use std::time::Duration;
 use clap::Args;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiSettings, AppState};
 use crate::chunk::{ChunkError, Chunker};
 use crate::config::{
     DatabaseSettings, EmbeddingSettings, IndexSettings, IngestionSettings, QueueSettings,
-    default_concurrency,
+    SearchSettings, default_concurrency,
 };
 use crate::db::schema::{self, SchemaError, VectorSchema};
 use crate::db::{self, DbError};
@@ -23,6 +24,7 @@ use crate::extract::Limits;
 use crate::pipeline::Pipeline;
 use crate::queue::Queue;
 use crate::queue::worker::{self, WorkerConfig};
+use crate::search::{SearchService, cache};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -49,6 +51,8 @@ pub struct RuntimeSettings {
     pub ingestion: IngestionSettings,
     #[command(flatten)]
     pub queue: QueueSettings,
+    #[command(flatten)]
+    pub search: SearchSettings,
 }
 
 impl RuntimeSettings {
@@ -60,6 +64,7 @@ impl RuntimeSettings {
             index: IndexSettings::default(),
             ingestion: IngestionSettings::default(),
             queue: QueueSettings::default(),
+            search: SearchSettings::default(),
         }
     }
 
@@ -69,13 +74,23 @@ impl RuntimeSettings {
             model: self.embedding.model_name(),
             hnsw_m: self.index.m,
             hnsw_ef_construction: self.index.ef_construction,
+            text_search_config: self.search.text_search_config.clone(),
         }
+    }
+
+    /// Per-connection settings: the HNSW candidate list, and iterative index scans so filtered
+    /// searches still find `limit` rows (pgvector ≥ 0.8).
+    fn session(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("hnsw.ef_search", self.search.ef_search.to_string()),
+            ("hnsw.iterative_scan", "relaxed_order".to_string()),
+        ]
     }
 }
 
 /// Connects, then migrates (`migrate = true`) or verifies that the schema is current.
 pub async fn open_database(s: &RuntimeSettings, migrate: bool) -> Result<PgPool, StartupError> {
-    let pool = db::connect(&s.db).await?;
+    let pool = db::connect(&s.db, &s.session()).await?;
     let want = s.vector_schema();
     if migrate {
         schema::migrate(&pool, &want).await?;
@@ -99,16 +114,42 @@ pub fn build_pipeline(pool: PgPool, s: &RuntimeSettings) -> Result<Pipeline, Sta
     })
 }
 
-pub fn api_state(pool: PgPool, s: &RuntimeSettings, api_keys: Option<Vec<String>>) -> AppState {
-    AppState::new(
+/// The API's state, with its background tasks (usage flushing, cache invalidation) running until
+/// `shutdown`; await the handles to let them finish (the usage flush runs once more at the end).
+pub fn start_api(
+    pool: PgPool,
+    s: &RuntimeSettings,
+    api_keys: Option<Vec<String>>,
+    shutdown: CancellationToken,
+) -> Result<(AppState, Vec<JoinHandle<()>>), StartupError> {
+    let embedder = embed::from_settings(&s.embedding)?;
+    let search = Arc::new(SearchService::new(pool.clone(), embedder, s.search.clone()));
+    let usage = search.usage.clone();
+    let (p, interval, days, sd) = (
+        pool.clone(),
+        Duration::from_millis(s.search.usage_flush_interval_ms.max(10)),
+        s.search.retention_days,
+        shutdown.clone(),
+    );
+    let tasks = vec![
+        tokio::spawn(async move { usage.run(p, interval, days, sd).await }),
+        tokio::spawn(cache::listen_for_changes(
+            pool.clone(),
+            search.clone(),
+            shutdown,
+        )),
+    ];
+    let state = AppState::new(
         pool,
         ApiSettings {
             max_file_size: s.ingestion.max_file_size,
             max_attempts: s.queue.max_attempts,
             vector_schema: s.vector_schema(),
         },
+        search,
         api_keys,
-    )
+    );
+    Ok((state, tasks))
 }
 
 /// Serves the API until `shutdown` is cancelled, then drains in-flight requests.

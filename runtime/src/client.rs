@@ -147,6 +147,13 @@ impl Client {
         Self::json(resp).await
     }
 
+    /// POSTs a JSON body to `path` and returns the JSON answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let url = self.url(path);
+        let resp = self.send(self.http.post(&url).json(body), &url).await?;
+        Self::json(resp).await
+    }
+
     /// All documents, newest first, following the cursor.
     pub async fn all_documents(&self) -> Result<Vec<DocumentView>, ClientError> {
         let mut out = Vec::new();

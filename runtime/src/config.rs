@@ -288,3 +288,121 @@ pub enum LogFormat {
     Text,
     Json,
 }
+
+#[derive(Args, Clone, Debug)]
+pub struct SearchSettings {
+    /// Largest `limit` a search may ask for.
+    #[arg(long = "search-max-results", env = "RAGDOLL_SEARCH_MAX_RESULTS", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_results: u32,
+    /// Default minimum cosine similarity of semantic results (requests may override).
+    #[arg(
+        long = "similarity-threshold",
+        env = "RAGDOLL_SIMILARITY_THRESHOLD",
+        default_value_t = 0.7,
+        allow_negative_numbers = true
+    )]
+    pub similarity_threshold: f32,
+    /// HNSW candidate list size at query time (`hnsw.ef_search`); higher is more exact, slower.
+    #[arg(long = "hnsw-ef-search", env = "RAGDOLL_HNSW_EF_SEARCH", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub ef_search: u32,
+    /// PostgreSQL text search configuration for full-text search (applied by `ragdoll migrate`).
+    #[arg(
+        long = "text-search-config",
+        env = "RAGDOLL_TEXT_SEARCH_CONFIG",
+        default_value = "english"
+    )]
+    pub text_search_config: String,
+    /// Reciprocal rank fusion constant k of hybrid search.
+    #[arg(long = "rrf-k", env = "RAGDOLL_SEARCH_RRF_K", default_value_t = 60.0)]
+    pub rrf_k: f64,
+    /// Seconds a search result stays cached (0 disables the cache); any document change clears it.
+    #[arg(
+        long = "search-cache-ttl",
+        env = "RAGDOLL_SEARCH_CACHE_TTL_SECS",
+        default_value_t = 300
+    )]
+    pub cache_ttl_secs: u64,
+    /// Most search results kept in the cache.
+    #[arg(
+        long = "search-cache-entries",
+        env = "RAGDOLL_SEARCH_CACHE_MAX_ENTRIES",
+        default_value_t = 10_000
+    )]
+    pub cache_max_entries: u64,
+    /// Seconds a query embedding stays cached (0 disables the cache).
+    #[arg(
+        long = "embedding-cache-ttl",
+        env = "RAGDOLL_EMBEDDING_CACHE_TTL_SECS",
+        default_value_t = 3600
+    )]
+    pub embedding_cache_ttl_secs: u64,
+    /// Most query embeddings kept in the cache (least recently used are evicted).
+    #[arg(
+        long = "embedding-cache-entries",
+        env = "RAGDOLL_EMBEDDING_CACHE_MAX_ENTRIES",
+        default_value_t = 10_000
+    )]
+    pub embedding_cache_max_entries: u64,
+    /// Weight of the usage boost in ranking (0 = off): frequently and recently returned chunks rank higher.
+    #[arg(
+        long = "usage-boost",
+        env = "RAGDOLL_SEARCH_USAGE_BOOST",
+        default_value_t = 0.0
+    )]
+    pub usage_boost: f64,
+    /// How often returned-chunk counters and tracked searches are written (milliseconds).
+    #[arg(
+        long = "usage-flush-interval-ms",
+        env = "RAGDOLL_USAGE_FLUSH_INTERVAL_MS",
+        default_value_t = 5000
+    )]
+    pub usage_flush_interval_ms: u64,
+    /// Record every search (query, mode, filters, result count, top score, latency).
+    #[arg(long = "track-searches", env = "RAGDOLL_TRACK_SEARCHES")]
+    pub track_searches: bool,
+    /// Days tracked searches are kept.
+    #[arg(
+        long = "search-retention-days",
+        env = "RAGDOLL_SEARCH_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub retention_days: u32,
+    /// Longest query text embedded; longer queries are truncated at a character boundary.
+    #[arg(
+        long = "max-query-chars",
+        env = "RAGDOLL_MAX_QUERY_CHARS",
+        default_value_t = 2000
+    )]
+    pub max_query_chars: usize,
+    /// Longest wait for a query embedding before the search answers 503 (milliseconds).
+    #[arg(
+        long = "query-embedding-timeout-ms",
+        env = "RAGDOLL_QUERY_EMBEDDING_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub query_embedding_timeout_ms: u64,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        Self {
+            max_results: 50,
+            similarity_threshold: 0.7,
+            ef_search: 100,
+            text_search_config: "english".into(),
+            rrf_k: 60.0,
+            cache_ttl_secs: 300,
+            cache_max_entries: 10_000,
+            embedding_cache_ttl_secs: 3600,
+            embedding_cache_max_entries: 10_000,
+            usage_boost: 0.0,
+            usage_flush_interval_ms: 5000,
+            track_searches: false,
+            retention_days: 30,
+            max_query_chars: 2000,
+            query_embedding_timeout_ms: 10_000,
+        }
+    }
+}

@@ -87,7 +87,7 @@ impl Pipeline {
         if chunks.is_empty() {
             return Err(JobError::Permanent("the extracted text is empty".into()));
         }
-        let vectors = embed::embed_all(self.embedder.as_ref(), &chunks)
+        let vectors = embed::embed_all(self.embedder.as_ref(), &chunks, "text")
             .await
             .map_err(|e| match e {
                 EmbedError::Unavailable(_) => JobError::Retryable(e.to_string()),
@@ -104,10 +104,12 @@ impl Pipeline {
             self.max_attempts,
         )
         .await?;
-        if stored {
-            tracing::info!(chunks = chunks.len(), "document processed");
-        } else {
-            tracing::info!("document was deleted while embedding; chunks discarded");
+        match stored {
+            Some(document_type) => {
+                tracing::info!(chunks = chunks.len(), "document processed");
+                processed_metric(&document_type, "processed");
+            }
+            None => tracing::info!("document was deleted while embedding; chunks discarded"),
         }
         Ok(())
     }
@@ -134,18 +136,34 @@ impl JobHandler for Pipeline {
 
     async fn on_failed(&self, job: &Job, error: &str) {
         let Some(id) = job.document_id else { return };
-        let result = match job.kind.as_str() {
-            KIND_PROCESS => {
-                documents::mark_failed(&self.pool, id, &format!("extraction failed: {error}")).await
+        let stage = match job.kind.as_str() {
+            KIND_PROCESS => "extraction",
+            KIND_EMBED => "embedding",
+            KIND_ANALYZE => {
+                let r = documents::record_analysis(&self.pool, id, "failed", Some(error)).await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, document = %id, "could not record the failed analysis");
+                }
+                return;
             }
-            KIND_EMBED => {
-                documents::mark_failed(&self.pool, id, &format!("embedding failed: {error}")).await
-            }
-            KIND_ANALYZE => documents::record_analysis(&self.pool, id, "failed", Some(error)).await,
-            _ => Ok(()),
+            _ => return,
         };
+        let result = documents::mark_failed(&self.pool, id, &format!("{stage} failed: {error}"))
+            .await
+            .map(|t| {
+                if let Some(t) = t {
+                    processed_metric(&t, "failed");
+                }
+            });
         if let Err(e) = result {
             tracing::error!(error = %e, document = %id, "could not record the failure on the document");
         }
     }
+}
+
+fn processed_metric(document_type: &str, status: &str) {
+    crate::metrics::metrics()
+        .documents_processed
+        .with_label_values(&[document_type, status])
+        .inc();
 }

@@ -56,6 +56,7 @@ async fn migrated() -> (TestDb, PgPool) {
             model: "hash-v1".into(),
             hnsw_m: 16,
             hnsw_ef_construction: 64,
+            text_search_config: "english".into(),
         },
     )
     .await

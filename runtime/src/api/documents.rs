@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
@@ -17,26 +18,45 @@ use crate::db::documents::{self, Created, Document, ListFilter, NewDocument, Sta
 use crate::extract::{self, DocumentType, ExtractError};
 use crate::queue::{self, JobRow};
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct CreateQuery {
+    /// Store the document even if the same content is already stored.
     #[serde(default)]
     force: bool,
 }
 
-#[derive(Deserialize)]
+/// A document given as text.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateJson {
+pub struct CreateJson {
     content: String,
     title: Option<String>,
+    /// A JSON object.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+    /// text, markdown, html, xml, csv, json or yaml (detected when absent).
     document_type: Option<String>,
     location: Option<String>,
     #[serde(default)]
     force: bool,
 }
 
-#[derive(Serialize)]
+/// A document given as a file.
+#[derive(ToSchema)]
+#[allow(dead_code)] // describes the multipart form for OpenAPI
+pub struct UploadForm {
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    title: Option<String>,
+    /// A JSON object, as text.
+    metadata: Option<String>,
+    document_type: Option<String>,
+    location: Option<String>,
+    force: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct CreatedBody {
     id: Uuid,
     status: String,
@@ -55,6 +75,13 @@ struct Upload {
     force: bool,
 }
 
+/// Upload a document (multipart file or JSON text); processing continues in the background.
+#[utoipa::path(post, path = "/v1/documents", tag = "documents", params(CreateQuery),
+    request_body(content((UploadForm = "multipart/form-data"), (CreateJson = "application/json"))),
+    responses((status = 202, body = CreatedBody, description = "stored, processing queued"),
+              (status = 200, body = CreatedBody, description = "the same content is already stored"),
+              (status = 400), (status = 413), (status = 415)),
+    security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<CreateQuery>,
@@ -221,16 +248,19 @@ fn validate(up: Upload, force_query: bool) -> ApiResult<NewDocument> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// pending, processing, processed or failed
     status: Option<String>,
     document_type: Option<String>,
+    /// Page size (1-500, default 50).
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<Uuid>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ListBody {
     documents: Vec<Document>,
     next_cursor: Option<Uuid>,
@@ -238,6 +268,9 @@ pub struct ListBody {
 
 pub const MAX_PAGE: i64 = 500;
 
+/// Documents, newest first.
+#[utoipa::path(get, path = "/v1/documents", tag = "documents", params(ListQuery),
+    responses((status = 200, body = ListBody), (status = 400)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -274,13 +307,17 @@ pub async fn list(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ShowBody {
     #[serde(flatten)]
     document: Document,
     jobs: Vec<JobRow>,
 }
 
+/// A document with its processing jobs.
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents",
+    params(("id" = Uuid, Path)), responses((status = 200, body = ShowBody), (status = 404)),
+    security(("bearer" = [])))]
 pub async fn show(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
@@ -292,13 +329,19 @@ pub async fn show(
     Ok(Json(ShowBody { document, jobs }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateBody {
     title: Option<String>,
+    /// Replaces the metadata object.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
+/// Change the title and/or replace the metadata.
+#[utoipa::path(patch, path = "/v1/documents/{id}", tag = "documents", params(("id" = Uuid, Path)),
+    request_body = UpdateBody, responses((status = 200, body = Document), (status = 400), (status = 404)),
+    security(("bearer" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
@@ -319,6 +362,9 @@ pub async fn update(
         .ok_or_else(|| ApiError::not_found(format!("document {id}")))
 }
 
+/// Delete a document with its chunks, contents, bytes and jobs.
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404)), security(("bearer" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
@@ -330,6 +376,9 @@ pub async fn delete(
     }
 }
 
+/// Run the pipeline again from the stored bytes.
+#[utoipa::path(post, path = "/v1/documents/{id}/reprocess", tag = "documents", params(("id" = Uuid, Path)),
+    responses((status = 202, body = CreatedBody), (status = 404)), security(("bearer" = [])))]
 pub async fn reprocess(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,

@@ -1,10 +1,13 @@
-//! The HTTP API (axum): routes, shared state, bearer-key authentication on `/v1/*`, request ids
-//! and tracing. Handlers live in `documents` and `health`; errors in `error`.
+//! The HTTP API (axum): routes, shared state, bearer-key authentication on `/v1/*`, request ids,
+//! tracing, per-route metrics, and the OpenAPI document generated from the handlers (utoipa) and
+//! served at `/openapi.json`. Handlers live in `documents`, `search`, `admin` and `health`.
 
+pub mod admin;
 pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod search;
 
 use std::sync::Arc;
 
@@ -13,13 +16,18 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::db::schema::VectorSchema;
+use crate::search::SearchService;
 use error::ApiError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -36,15 +44,24 @@ pub struct ApiSettings {
 pub struct AppState {
     pub pool: PgPool,
     pub settings: Arc<ApiSettings>,
+    pub search: Arc<SearchService>,
+    pub probe: Arc<health::ProviderProbe>,
     /// SHA-256 digests of the accepted API keys; `None` disables authentication.
     pub key_digests: Option<Arc<Vec<[u8; 32]>>>,
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, settings: ApiSettings, api_keys: Option<Vec<String>>) -> Self {
+    pub fn new(
+        pool: PgPool,
+        settings: ApiSettings,
+        search: Arc<SearchService>,
+        api_keys: Option<Vec<String>>,
+    ) -> Self {
         Self {
             pool,
             settings: Arc::new(settings),
+            search,
+            probe: Arc::new(health::ProviderProbe::default()),
             key_digests: api_keys.map(|keys| Arc::new(keys.iter().map(|k| digest(k)).collect())),
         }
     }
@@ -63,48 +80,85 @@ pub fn parse_api_keys(raw: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn router(state: AppState) -> Router {
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Ragdoll runtime API", description = "Document ingestion and retrieval on PostgreSQL + pgvector. \
+        `/v1` routes require `Authorization: Bearer <key>`; errors are `application/problem+json`."),
+    modifiers(&BearerAuth),
+    tags((name = "documents"), (name = "search"), (name = "operations"), (name = "health"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The router and the OpenAPI document describing it, built together from the same handlers.
+pub fn router_and_openapi(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     // Room for multipart framing around the largest accepted file.
     let upload_limit = usize::try_from(state.settings.max_file_size)
         .unwrap_or(usize::MAX)
         .saturating_add(1 << 20);
-    let v1 = Router::new()
-        .route(
-            "/documents",
-            post(documents::create)
-                .layer(DefaultBodyLimit::max(upload_limit))
-                .get(documents::list),
-        )
-        .route(
-            "/documents/{id}",
-            get(documents::show)
-                .patch(documents::update)
-                .delete(documents::delete),
-        )
-        .route("/documents/{id}/reprocess", post(documents::reprocess))
+    let (schemas, paths, upload) = routes!(documents::create, documents::list);
+    let v1 = OpenApiRouter::new()
+        .routes((
+            schemas,
+            paths,
+            upload.layer(DefaultBodyLimit::max(upload_limit)),
+        ))
+        .routes(routes!(
+            documents::show,
+            documents::update,
+            documents::delete
+        ))
+        .routes(routes!(documents::reprocess))
+        .routes(routes!(search::search))
+        .routes(routes!(search::context))
+        .routes(routes!(search::enhance))
+        .routes(routes!(admin::stats))
+        .routes(routes!(admin::jobs))
+        .routes(routes!(admin::retry))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
-        .route("/healthz", get(health::live))
-        .route("/readyz", get(health::ready))
-        .nest("/v1", v1)
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(health::detailed))
+        .routes(routes!(health::prometheus))
+        .merge(v1)
+        .route_layer(middleware::from_fn(health::track_http))
+        .split_for_parts();
+    let spec = Arc::new(openapi.clone());
+    let router = router
+        .route("/openapi.json", get(move || async move { axum::Json(spec.as_ref().clone()) }))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .with_state(state)
         .layer(
             tower::ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                        let id = req
-                            .headers()
-                            .get(REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        // Path only: query strings may carry user data.
-                        tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
-                    }),
-                )
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get(REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    // Path only: query strings may carry user data.
+                    tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
-        )
+        );
+    (router, openapi)
+}
+
+pub fn router(state: AppState) -> Router {
+    router_and_openapi(state).0
 }
 
 async fn authenticate(

@@ -234,6 +234,124 @@ pub async fn status(a: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ModeArg {
+    Semantic,
+    Fulltext,
+    Hybrid,
+}
+
+impl ModeArg {
+    fn as_str(self) -> &'static str {
+        match self {
+            ModeArg::Semantic => "semantic",
+            ModeArg::Fulltext => "fulltext",
+            ModeArg::Hybrid => "hybrid",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SearchArgs {
+    /// What to look for.
+    query: String,
+    #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
+    mode: ModeArg,
+    #[arg(long, default_value_t = 10)]
+    limit: u32,
+    /// Minimum cosine similarity (semantic and hybrid).
+    #[arg(long, allow_negative_numbers = true)]
+    threshold: Option<f32>,
+    /// Only the best chunk of each document.
+    #[arg(long)]
+    group_by_document: bool,
+    /// Print the server's JSON answer.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ContextArgs {
+    query: String,
+    #[arg(long, default_value_t = 5)]
+    limit: u32,
+    #[arg(long, default_value_t = 4000)]
+    max_chars: usize,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub async fn search(a: SearchArgs) -> anyhow::Result<ExitCode> {
+    let mut body = serde_json::json!({
+        "query": a.query, "mode": a.mode.as_str(), "limit": a.limit, "group_by_document": a.group_by_document,
+    });
+    if let Some(t) = a.threshold {
+        body["threshold"] = t.into();
+    }
+    let answer = a.server.client()?.post_json("/v1/search", &body).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{} result(s), {} search, {:.1} ms{}",
+        results.len(),
+        a.mode.as_str(),
+        answer["took_ms"].as_f64().unwrap_or(0.0),
+        if answer["cached"] == true {
+            " (cached)"
+        } else {
+            ""
+        }
+    );
+    for (i, r) in results.iter().enumerate() {
+        let snippet: String = r["content"]
+            .as_str()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let snippet: String = snippet.chars().take(160).collect();
+        println!(
+            "\n{}. {} [{}] score {:.4}{}",
+            i + 1,
+            r["title"].as_str().unwrap_or(""),
+            r["location"].as_str().unwrap_or(""),
+            r["score"].as_f64().unwrap_or(0.0),
+            r["similarity"]
+                .as_f64()
+                .map(|s| format!(", similarity {s:.3}"))
+                .unwrap_or_default()
+        );
+        println!("   {snippet}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn context(a: ContextArgs) -> anyhow::Result<ExitCode> {
+    let body = serde_json::json!({"query": a.query, "limit": a.limit, "max_chars": a.max_chars});
+    let answer = a.server.client()?.post_json("/v1/context", &body).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!("{}", answer["context"].as_str().unwrap_or(""));
+        for s in answer["sources"].as_array().into_iter().flatten() {
+            eprintln!(
+                "source: {} ({}) chunk {}",
+                s["title"].as_str().unwrap_or(""),
+                s["location"].as_str().unwrap_or(""),
+                s["chunk_index"]
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print_table(docs: &[DocumentView]) {
     println!(
         "{:<36}  {:<9}  {:<10}  {:>6}  {:<9}  TITLE",

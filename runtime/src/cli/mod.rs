@@ -40,6 +40,10 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Show the documents on a running server and their processing status.
     Status(ingest::StatusArgs),
+    /// Search a running server.
+    Search(ingest::SearchArgs),
+    /// Print the prompt context a running server retrieves for a query.
+    Context(ingest::ContextArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,6 +83,9 @@ pub struct WorkerArgs {
     /// Apply migrations at start-up.
     #[arg(long, env = "RAGDOLL_MIGRATE")]
     migrate: bool,
+    /// Serve /healthz, /readyz and /metrics for this worker on this address.
+    #[arg(long, env = "RAGDOLL_METRICS_BIND")]
+    metrics_bind: Option<SocketAddr>,
     #[command(flatten)]
     settings: RuntimeSettings,
 }
@@ -114,6 +121,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate(a) => migrate(a).await.map(|_| ExitCode::SUCCESS),
         Command::Ingest(a) => ingest::ingest(a).await,
         Command::Status(a) => ingest::status(a).await,
+        Command::Search(a) => ingest::search(a).await,
+        Command::Context(a) => ingest::context(a).await,
     }
 }
 
@@ -145,9 +154,12 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let cfg = app::worker_config(&a.settings, &Queue::ALL, None);
         tokio::spawn(app::run_workers(pipeline.clone(), cfg, shutdown.clone()))
     });
-    let state = app::api_state(pool.clone(), &a.settings, keys);
+    let (state, api_tasks) = app::start_api(pool.clone(), &a.settings, keys, shutdown.clone())?;
     let served = app::serve_http(listener, state, shutdown.clone()).await;
     shutdown.cancel();
+    for t in api_tasks {
+        t.await.context("API background task failed")?;
+    }
     if let Some(w) = workers {
         w.await.context("worker task failed")?;
     }
@@ -162,7 +174,30 @@ async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let pool = app::open_database(&a.settings, a.migrate).await?;
     let pipeline = Arc::new(app::build_pipeline(pool.clone(), &a.settings)?);
     let cfg = app::worker_config(&a.settings, &queues, a.concurrency.map(usize::from));
-    app::run_workers(pipeline, cfg, app::shutdown_on_signals()).await;
+    let shutdown = app::shutdown_on_signals();
+    let probes = match a.metrics_bind {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?;
+            tracing::info!(%addr, "serving worker probes and metrics");
+            let router = ragdoll::api::health::worker_router(pool.clone());
+            let sd = shutdown.clone();
+            Some(tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(sd.cancelled_owned())
+                    .await
+            }))
+        }
+        None => None,
+    };
+    app::run_workers(pipeline, cfg, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(p) = probes {
+        p.await
+            .context("probe server task failed")?
+            .context("probe server failed")?;
+    }
     pool.close().await;
     Ok(())
 }

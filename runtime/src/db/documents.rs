@@ -55,7 +55,7 @@ impl std::str::FromStr for Status {
 }
 
 /// A document as stored (without its bytes).
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Document {
     pub id: Uuid,
     pub location: String,
@@ -66,6 +66,7 @@ pub struct Document {
     pub byte_size: i64,
     pub status: String,
     pub error: Option<String>,
+    #[schema(value_type = Object)]
     pub metadata: Value,
     pub summary: Option<String>,
     pub keywords: Vec<String>,
@@ -348,8 +349,8 @@ pub async fn load_text(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::
 }
 
 /// Replaces all chunks of a document in one transaction (so running it twice never duplicates
-/// chunks), marks the document processed and queues analysis. Returns false if the document
-/// was deleted meanwhile.
+/// chunks), marks the document processed and queues analysis. Returns the document type, or
+/// `None` if the document was deleted meanwhile.
 pub async fn replace_chunks(
     pool: &PgPool,
     id: Uuid,
@@ -357,11 +358,11 @@ pub async fn replace_chunks(
     vectors: Vec<Vec<f32>>,
     model: &str,
     max_attempts: i32,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    if !lock_document(&mut tx, id).await? {
-        return Ok(false);
-    }
+    let Some(document_type) = lock_document(&mut tx, id).await? else {
+        return Ok(None);
+    };
     sqlx::query("DELETE FROM chunks WHERE document_id = $1")
         .bind(id)
         .execute(&mut *tx)
@@ -394,26 +395,31 @@ pub async fn replace_chunks(
     )
     .await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(document_type))
 }
 
-async fn lock_document(tx: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM documents WHERE id = $1 FOR UPDATE")
+/// Locks the document row; returns its type, or `None` if it no longer exists.
+async fn lock_document(tx: &mut PgConnection, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT document_type FROM documents WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *tx)
-        .await?;
-    Ok(found.is_some())
+        .await
 }
 
-pub async fn mark_failed(pool: &PgPool, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE documents SET status = 'failed', error = $2, updated_at = now() WHERE id = $1",
+/// Marks the document failed with `error`; returns its type (`None` if it was deleted).
+pub async fn mark_failed(
+    pool: &PgPool,
+    id: Uuid,
+    error: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE documents SET status = 'failed', error = $2, updated_at = now() WHERE id = $1 \
+         RETURNING document_type",
     )
     .bind(id)
     .bind(error)
-    .execute(pool)
-    .await?;
-    Ok(())
+    .fetch_optional(pool)
+    .await
 }
 
 pub async fn record_analysis(

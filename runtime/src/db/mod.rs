@@ -20,13 +20,18 @@ pub enum DbError {
 }
 
 /// Connects a pool, retrying while the database is not reachable yet (pods often start before
-/// Postgres is ready) up to `connect_timeout_secs`.
-pub async fn connect(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
+/// Postgres is ready) up to `connect_timeout_secs`. `session` settings (e.g. `hnsw.ef_search`)
+/// travel in the startup packet, so they cost no round trip.
+pub async fn connect(
+    settings: &DatabaseSettings,
+    session: &[(&str, String)],
+) -> Result<PgPool, DbError> {
     let opts: PgConnectOptions = settings
         .url
         .parse::<PgConnectOptions>()
         .map_err(|e| DbError::InvalidUrl(e.to_string()))?
         .application_name("ragdoll")
+        .options(session.iter().map(|(k, v)| (*k, v.as_str())))
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
     let deadline = Instant::now() + Duration::from_secs(settings.connect_timeout_secs);
     let mut delay = Duration::from_millis(200);

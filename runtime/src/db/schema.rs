@@ -12,13 +12,19 @@ const META_KEY: &str = "embedding";
 /// Serialises concurrent `ragdoll migrate` runs while the vector column is pinned.
 const VECTOR_LOCK_ID: i64 = 0x7261_6764_6f6c_6c01;
 
-/// What the database must look like for this process: the embedding dimension and index shape.
+/// What the database must look like for this process: the embedding dimension, the index shape
+/// and the text search configuration of the full-text vector.
 #[derive(Clone, Debug)]
 pub struct VectorSchema {
     pub dimensions: u32,
     pub model: String,
     pub hnsw_m: u32,
     pub hnsw_ef_construction: u32,
+    pub text_search_config: String,
+}
+
+fn english() -> String {
+    "english".into()
 }
 
 /// What was recorded in the database when the vector column was pinned.
@@ -28,6 +34,8 @@ pub struct StoredVectorSchema {
     pub model: String,
     pub hnsw_m: u32,
     pub hnsw_ef_construction: u32,
+    #[serde(default = "english")]
+    pub text_search_config: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +60,32 @@ pub enum SchemaError {
          {expected}); run `ragdoll migrate` (or start with --migrate)"
     )]
     NotMigrated { applied: String, expected: i64 },
+    #[error(
+        "the full-text index uses the `{stored}` text search configuration but this process is \
+         configured for `{configured}`; run `ragdoll migrate` to switch (it rebuilds the \
+         full-text vectors)"
+    )]
+    TextSearchConfigMismatch { stored: String, configured: String },
+    #[error("unknown text search configuration `{0}` (see `SELECT cfgname FROM pg_ts_config`)")]
+    UnknownTextSearchConfig(String),
     #[error("ragdoll_meta holds an unreadable `{META_KEY}` entry: {0}")]
     CorruptMeta(String),
+}
+
+async fn write_meta(
+    tx: &mut sqlx::PgConnection,
+    stored: &StoredVectorSchema,
+) -> Result<(), SchemaError> {
+    let json = serde_json::to_value(stored).map_err(|e| SchemaError::CorruptMeta(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO ragdoll_meta (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = now()",
+    )
+    .bind(META_KEY)
+    .bind(json)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 /// The newest migration version embedded in this binary.
@@ -132,7 +164,40 @@ fn compare(
             model: stored.model,
         });
     }
+    if stored.text_search_config != want.text_search_config {
+        return Err(SchemaError::TextSearchConfigMismatch {
+            stored: stored.text_search_config,
+            configured: want.text_search_config.clone(),
+        });
+    }
     Ok(stored)
+}
+
+/// Regenerates the full-text vectors with `config` (a table rewrite) when it differs.
+async fn apply_text_search_config(
+    tx: &mut sqlx::PgConnection,
+    config: &str,
+) -> Result<(), SchemaError> {
+    let known: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_ts_config WHERE cfgname = $1)")
+            .bind(config)
+            .fetch_one(&mut *tx)
+            .await?;
+    // The name is interpolated below, so it must be a plain identifier that exists.
+    if !known
+        || !config
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(SchemaError::UnknownTextSearchConfig(config.to_string()));
+    }
+    sqlx::query(AssertSqlSafe(format!(
+        "ALTER TABLE chunks ALTER COLUMN content_tsv SET EXPRESSION AS \
+         (to_tsvector('{config}'::regconfig, content))"
+    )))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 async fn ensure_vector_column(
@@ -150,10 +215,22 @@ async fn ensure_vector_column(
             .fetch_optional(&mut *tx)
             .await?;
     if let Some(v) = value {
-        let stored: StoredVectorSchema =
+        let mut stored: StoredVectorSchema =
             serde_json::from_value(v).map_err(|e| SchemaError::CorruptMeta(e.to_string()))?;
+        if stored.dimensions == want.dimensions
+            && stored.text_search_config != want.text_search_config
+        {
+            apply_text_search_config(&mut tx, &want.text_search_config).await?;
+            tracing::info!(from = %stored.text_search_config, to = %want.text_search_config,
+                "rebuilt full-text vectors with a new text search configuration");
+            stored.text_search_config = want.text_search_config.clone();
+            write_meta(&mut tx, &stored).await?;
+        }
         tx.commit().await?;
         return compare(stored, want);
+    }
+    if want.text_search_config != "english" {
+        apply_text_search_config(&mut tx, &want.text_search_config).await?;
     }
     // Only integers are interpolated; identifiers are constants.
     sqlx::query(AssertSqlSafe(format!(
@@ -174,14 +251,9 @@ async fn ensure_vector_column(
         model: want.model.clone(),
         hnsw_m: want.hnsw_m,
         hnsw_ef_construction: want.hnsw_ef_construction,
+        text_search_config: want.text_search_config.clone(),
     };
-    let json =
-        serde_json::to_value(&stored).map_err(|e| SchemaError::CorruptMeta(e.to_string()))?;
-    sqlx::query("INSERT INTO ragdoll_meta (key, value) VALUES ($1, $2)")
-        .bind(META_KEY)
-        .bind(json)
-        .execute(&mut *tx)
-        .await?;
+    write_meta(&mut tx, &stored).await?;
     tx.commit().await?;
     tracing::info!(
         dimensions = want.dimensions,

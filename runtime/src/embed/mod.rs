@@ -36,14 +36,22 @@ pub trait Embedder: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>>;
 }
 
-/// Embeds any number of texts in provider-sized batches, validating every vector.
+/// Embeds any number of texts in provider-sized batches, validating every vector. Each provider
+/// call is timed in `ragdoll_embedding_generation_seconds{model, content_type}`.
 pub async fn embed_all(
     embedder: &dyn Embedder,
     texts: &[String],
+    content_type: &str,
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
     let mut out = Vec::with_capacity(texts.len());
     for batch in texts.chunks(embedder.batch_size().max(1)) {
-        let vectors = embedder.embed_batch(batch).await?;
+        let started = std::time::Instant::now();
+        let result = embedder.embed_batch(batch).await;
+        crate::metrics::metrics()
+            .embedding_generation
+            .with_label_values(&[embedder.model(), content_type])
+            .observe(started.elapsed().as_secs_f64());
+        let vectors = result?;
         validate(embedder, batch.len(), &vectors)?;
         out.extend(vectors);
     }

@@ -265,7 +265,7 @@ pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
 }
 
 /// A summary row of the jobs table, for status endpoints.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct JobRow {
     pub id: i64,
     pub queue: String,
@@ -280,16 +280,56 @@ pub struct JobRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+const JOB_COLUMNS: &str = "id, queue, kind, document_id, status, attempts, max_attempts, \
+    last_error, run_at, created_at, finished_at";
+
 pub async fn jobs_for_document(
     pool: &PgPool,
     document_id: Uuid,
 ) -> Result<Vec<JobRow>, sqlx::Error> {
-    sqlx::query_as::<_, JobRow>(
-        "SELECT id, queue, kind, document_id, status, attempts, max_attempts, last_error, run_at, \
-                created_at, finished_at \
-         FROM jobs WHERE document_id = $1 ORDER BY id",
-    )
+    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE document_id = $1 ORDER BY id"
+    )))
     .bind(document_id)
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Jobs newest first, optionally of one queue and status, older than `before`.
+pub async fn list(
+    pool: &PgPool,
+    queue: Option<Queue>,
+    status: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    sqlx::query_as::<_, JobRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1::text IS NULL OR queue = $1) \
+         AND ($2::text IS NULL OR status = $2) AND ($3::int8 IS NULL OR id < $3) \
+         ORDER BY id DESC LIMIT $4"
+    )))
+    .bind(queue.map(Queue::as_str))
+    .bind(status)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Job counts per queue and status for everything not yet succeeded.
+pub async fn depth(pool: &PgPool) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT queue, status, count(*) FROM jobs WHERE status <> 'succeeded' GROUP BY queue, status",
+    )
     .fetch_all(pool)
     .await
 }

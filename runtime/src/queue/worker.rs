@@ -274,6 +274,16 @@ impl<H: JobHandler> Slot<H> {
         };
         heartbeat.abort();
         let elapsed = started.elapsed();
+        let outcome_label = match &outcome {
+            None => "released",
+            Some(Ok(())) => "succeeded",
+            Some(Err(JobError::Retryable(_))) if job.attempts < job.max_attempts => "retried",
+            Some(Err(_)) => "failed",
+        };
+        crate::metrics::metrics()
+            .background_jobs
+            .with_label_values(&[job.kind.as_str(), outcome_label])
+            .inc();
         match outcome {
             None => {
                 tracing::warn!("job did not finish within the shutdown grace period; releasing it");

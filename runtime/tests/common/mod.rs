@@ -142,6 +142,7 @@ pub fn test_settings(url: &str) -> RuntimeSettings {
     s.queue.backoff_max_ms = 500;
     s.queue.visibility_timeout_secs = 30;
     s.queue.shutdown_grace_secs = 5;
+    s.search.usage_flush_interval_ms = 100;
     s
 }
 
@@ -181,8 +182,13 @@ impl TestApp {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = app::api_state(pool.clone(), &settings, Some(vec![API_KEY.to_string()]));
-        let mut tasks = Vec::new();
+        let (state, mut tasks) = app::start_api(
+            pool.clone(),
+            &settings,
+            Some(vec![API_KEY.to_string()]),
+            shutdown.clone(),
+        )
+        .expect("start api");
         let sd = shutdown.clone();
         tasks.push(tokio::spawn(async move {
             app::serve_http(listener, state, sd).await.expect("serve");
