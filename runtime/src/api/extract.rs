@@ -3,6 +3,7 @@
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::StatusCode;
 
 use super::error::ApiError;
 
@@ -19,8 +20,14 @@ pub struct ApiQuery<T>(pub T);
 pub struct ApiPath<T>(pub T);
 
 impl From<JsonRejection> for ApiError {
+    /// Well-formed JSON of the wrong shape (unknown field, bad enum value) is a 400 like any
+    /// other invalid request; missing content type (415) and oversize (413) keep their codes.
     fn from(r: JsonRejection) -> Self {
-        ApiError::new(r.status(), r.body_text())
+        let status = match r.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
+        ApiError::new(status, r.body_text())
     }
 }
 

@@ -232,6 +232,11 @@ pub fn extract(
             out
         }
     };
+    let mut extracted = extracted;
+    if extracted.text.contains('\0') {
+        // PostgreSQL text cannot hold NUL characters; they carry no meaning in prose.
+        extracted.text = extracted.text.replace('\0', "");
+    }
     if extracted.text.trim().is_empty() {
         return Err(ExtractError::NoText(doc_type.as_str()));
     }
@@ -306,6 +311,26 @@ mod tests {
             detect(b"ab\0\0cd\0", None, None),
             Err(ExtractError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn nul_characters_are_removed() {
+        let mut bytes = b"hello world ".repeat(1000);
+        bytes.extend_from_slice(b"\0after");
+        let e = extract(
+            DocumentType::Text,
+            &bytes,
+            Limits {
+                max_decompressed: 1 << 20,
+            },
+        )
+        .unwrap();
+        assert!(
+            e.text.ends_with("worldafter") || e.text.ends_with("world after"),
+            "{}",
+            &e.text[e.text.len() - 20..]
+        );
+        assert!(!e.text.contains('\0'));
     }
 
     #[test]

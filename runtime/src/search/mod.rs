@@ -209,7 +209,9 @@ pub fn validate(
     s: &SearchSettings,
     dims: usize,
 ) -> Result<Search, SearchError> {
-    let query = req.query.trim();
+    // PostgreSQL text cannot hold NUL characters.
+    let cleaned = req.query.replace('\0', " ");
+    let query = cleaned.trim();
     if query.is_empty() {
         return Err(invalid("`query` must not be empty"));
     }

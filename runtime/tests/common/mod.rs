@@ -297,12 +297,15 @@ impl TestApp {
         }
     }
 
-    pub async fn stop(self) {
+    /// Stops the server and workers (running their shutdown paths) and hands back the
+    /// database, which is dropped with it unless the caller keeps it.
+    pub async fn stop(self) -> TestDb {
         self.shutdown.cancel();
         for t in self.tasks {
             let _ = t.await;
         }
         self.pool.close().await;
+        self.db
     }
 }
 
