@@ -50,5 +50,5 @@ demo: tools ## Start Postgres and the runtime, ingest tests/fixtures/documents, 
 	tests/env/demo.sh
 
 .PHONY: bench
-bench: tools ## Benchmarks: ingestion over HTTP vs COPY of the same rows
-	@url="$(DB_URL)"; DATABASE_URL="$$url" $(CARGO) bench -p ragdoll-runtime --bench ingest
+bench: tools ## Benchmarks: ingestion vs COPY; search recall, latency and QPS vs the same SQL
+	@url="$(DB_URL)"; DATABASE_URL="$$url" $(CARGO) bench -p ragdoll-runtime --bench ingest --bench search

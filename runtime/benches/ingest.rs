@@ -12,9 +12,10 @@ use ragdoll::embed::hash::HashEmbedder;
 use ragdoll::queue::Queue;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, PgPool};
 use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::{admin_pool, admin_url, drop_db, fresh_db};
 
 const DOCS: usize = 240;
 const WORDS_PER_DOC: usize = 1800; // ≈ 11 chunks of 1000 characters each
@@ -50,21 +51,6 @@ fn corpus() -> Vec<String> {
             text
         })
         .collect()
-}
-
-async fn fresh_db(admin: &PgPool, admin_url: &str, name: &str) -> String {
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(admin)
-    .await
-    .expect("drop");
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(admin)
-        .await
-        .expect("create");
-    let (base, _) = admin_url.rsplit_once('/').expect("database in url");
-    format!("{base}/{name}")
 }
 
 async fn ours(url: &str, docs: &[String]) -> (Duration, i64) {
@@ -207,19 +193,13 @@ async fn baseline(url: &str, docs: &[String]) -> (Duration, i64) {
 }
 
 fn main() {
-    let admin_url = match std::env::var("DATABASE_URL") {
-        Ok(u) => u,
-        Err(_) => {
-            eprintln!("DATABASE_URL is not set; run `make bench` (it starts the local Postgres)");
-            std::process::exit(2);
-        }
-    };
+    let admin_url = admin_url();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let admin = PgPoolOptions::new().max_connections(1).connect(&admin_url).await.expect("connect");
+        let admin = admin_pool(&admin_url).await;
         let docs = corpus();
         let ours_url = fresh_db(&admin, &admin_url, "ragdoll_bench_ingest").await;
         let base_url = fresh_db(&admin, &admin_url, "ragdoll_bench_copy").await;
@@ -233,8 +213,7 @@ fn main() {
         println!("{:<44} {:>9.2} {:>12.0}", "baseline: COPY of the same rows", base_t.as_secs_f64(), base_rate);
         println!("{:<44} {:>9.2} {:>12.0}", "ragdoll: HTTP upload → queue → processed", ours_t.as_secs_f64(), ours_rate);
         println!("ratio (ragdoll / baseline): {:.2}  (target ≥ 0.70)", ours_rate / base_rate);
-        for name in ["ragdoll_bench_ingest", "ragdoll_bench_copy"] {
-            let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&admin).await;
-        }
+        drop_db(&admin, "ragdoll_bench_ingest").await;
+        drop_db(&admin, "ragdoll_bench_copy").await;
     });
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use clap::Args;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -78,12 +79,15 @@ impl RuntimeSettings {
         }
     }
 
-    /// Per-connection settings: the HNSW candidate list, and iterative index scans so filtered
-    /// searches still find `limit` rows (pgvector ≥ 0.8).
-    fn session(&self) -> Vec<(&'static str, String)> {
+    /// Per-connection settings: the HNSW candidate list; iterative index scans so filtered
+    /// searches still find `limit` rows (pgvector ≥ 0.8); and custom plans for every execution,
+    /// because a generic plan of a prepared search cannot see its LIMIT and filter values and
+    /// may trade the HNSW index for an exact scan (measured: 64 ms instead of 5 ms on 100k chunks).
+    pub fn session(&self) -> Vec<(&'static str, String)> {
         vec![
             ("hnsw.ef_search", self.search.ef_search.to_string()),
             ("hnsw.iterative_scan", "relaxed_order".to_string()),
+            ("plan_cache_mode", "force_custom_plan".to_string()),
         ]
     }
 }
@@ -158,6 +162,12 @@ pub async fn serve_http(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // Small JSON answers must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

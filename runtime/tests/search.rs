@@ -86,13 +86,17 @@ async fn each_mode_finds_the_right_document() {
     let ids = ingest_fixtures(&app).await;
 
     // Session settings of the pool: per-query ef_search and iterative scans, no extra round trip.
-    let (ef, scan): (String, String) = sqlx::query_as(
-        "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan')",
+    let (ef, scan, plans): (String, String, String) = sqlx::query_as(
+        "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan'), \
+                current_setting('plan_cache_mode')",
     )
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!((ef.as_str(), scan.as_str()), ("100", "relaxed_order"));
+    assert_eq!(
+        (ef.as_str(), scan.as_str(), plans.as_str()),
+        ("100", "relaxed_order", "force_custom_plan")
+    );
 
     let sem = ok_search(&app, json!({"query": "sourdough starter flour water dough", "mode": "semantic", "threshold": 0.05})).await;
     assert_eq!(sem["mode"], "semantic");

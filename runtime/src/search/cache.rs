@@ -82,6 +82,10 @@ impl ResultCache {
         }
     }
 
+    pub fn enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
     /// The current generation; pass it to `insert` for a result computed from now on.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)

@@ -364,8 +364,12 @@ impl SearchService {
     /// Runs a validated search: result cache, then query embedding, then one SQL query.
     pub async fn run(&self, search: &Search) -> Result<SearchResponse, SearchError> {
         let started = Instant::now();
-        let key = serde_json::to_string(search).unwrap_or_default();
-        let (mut response, cached) = match self.results.get(&key) {
+        // The key is only worth building when results are cached at all.
+        let key = self
+            .results
+            .enabled()
+            .then(|| serde_json::to_string(search).unwrap_or_default());
+        let (mut response, cached) = match key.as_deref().and_then(|k| self.results.get(k)) {
             Some(hit) => (hit, true),
             None => {
                 let generation = self.results.generation();
@@ -389,7 +393,9 @@ impl SearchService {
                     took_ms: 0.0,
                     cached: false,
                 };
-                self.results.insert(key, &response, generation);
+                if let Some(key) = key {
+                    self.results.insert(key, &response, generation);
+                }
                 (response, false)
             }
         };

@@ -53,10 +53,36 @@ pub fn build(
     text_search_config: &str,
     settings: &SearchSettings,
 ) -> QueryBuilder<Postgres> {
-    let mut qb = QueryBuilder::new(
-        "SELECT chunk_id, document_id, title, location, document_type, content, chunk_index, \
-         metadata, similarity, score FROM (",
-    );
+    build_with_prefix("", search, ranking, text_search_config, settings)
+}
+
+/// `EXPLAIN ANALYZE` of the statement `build` produces (for diagnosing plans on real data).
+pub fn build_explain(
+    search: &Search,
+    ranking: Ranking,
+    text_search_config: &str,
+    settings: &SearchSettings,
+) -> QueryBuilder<Postgres> {
+    build_with_prefix(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ",
+        search,
+        ranking,
+        text_search_config,
+        settings,
+    )
+}
+
+fn build_with_prefix(
+    prefix: &str,
+    search: &Search,
+    ranking: Ranking,
+    text_search_config: &str,
+    settings: &SearchSettings,
+) -> QueryBuilder<Postgres> {
+    let mut qb = QueryBuilder::new(format!(
+        "{prefix}SELECT chunk_id, document_id, title, location, document_type, content, chunk_index, \
+         metadata, similarity, score FROM ("
+    ));
     if search.group_by_document {
         qb.push("SELECT DISTINCT ON (document_id) * FROM (");
     }
