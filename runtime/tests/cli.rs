@@ -136,7 +136,9 @@ async fn ingest_wait_and_status_against_a_served_runtime() {
         .unwrap()
         .port();
     let server_url = format!("http://127.0.0.1:{port}");
-    let _server = Server(
+    let log_path = std::env::temp_dir().join(format!("ragdoll-cli-test-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = Server(
         Command::new(env!("CARGO_BIN_EXE_ragdoll"))
             .args([
                 "serve",
@@ -146,10 +148,11 @@ async fn ingest_wait_and_status_against_a_served_runtime() {
                 &format!("127.0.0.1:{port}"),
             ])
             .env("DATABASE_URL", &db.url)
-            .env("RAGDOLL_API_KEYS", "k1,k2")
+            .env("RAGDOLL_API_KEYS", "k1,sk-very-secret-2")
             .env("RAGDOLL_JOB_POLL_INTERVAL_MS", "100")
+            .env("RAGDOLL_LOG_FORMAT", "json")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap(),
     );
@@ -168,7 +171,7 @@ async fn ingest_wait_and_status_against_a_served_runtime() {
     let docs = docs.to_str().unwrap();
     let client_env = [
         ("RAGDOLL_SERVER", server_url.as_str()),
-        ("RAGDOLL_API_KEY", "k2"),
+        ("RAGDOLL_API_KEY", "sk-very-secret-2"),
     ];
 
     let out = ragdoll(&["ingest", "--recursive", "--wait", docs], &client_env);
@@ -228,4 +231,67 @@ async fn ingest_wait_and_status_against_a_served_runtime() {
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("invalid API key"), "{}", text(&out));
+
+    // Search and context from the command line.
+    let out = ragdoll(
+        &[
+            "search",
+            "pneumatic tyre",
+            "--mode",
+            "fulltext",
+            "--limit",
+            "3",
+        ],
+        &client_env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains("result(s), fulltext search") && shown.contains("bicycle-history"),
+        "{shown}"
+    );
+    let out = ragdoll(&["search", "offshore wind", "--json"], &client_env);
+    assert!(out.status.success());
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["mode"], "hybrid");
+    assert_eq!(
+        answer["results"][0]["title"],
+        "Renewable Energy Quarterly Report"
+    );
+    let out = ragdoll(
+        &["context", "sourdough starter", "--limit", "1"],
+        &client_env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wild yeast"));
+    let out = ragdoll(&["search", "x", "--limit", "0"], &client_env);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("between 1 and 50"), "{}", text(&out));
+
+    // The server's JSON log: one JSON object per line, request ids on request lines, and
+    // neither API keys nor document content.
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status();
+    let _ = server.0.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let mut with_request_id = 0;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        if v["span"]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 36)
+        {
+            with_request_id += 1;
+        }
+    }
+    assert!(
+        with_request_id > 20,
+        "request lines carry request ids ({with_request_id})"
+    );
+    for secret in ["sk-very-secret-2", "pneumatic", "wild yeast", "Dunlop"] {
+        assert!(!log.contains(secret), "the log contains `{secret}`");
+    }
 }
