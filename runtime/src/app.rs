@@ -147,6 +147,7 @@ pub fn start_api(
         pool,
         ApiSettings {
             max_file_size: s.ingestion.max_file_size,
+            allowed_file_types: s.ingestion.allowed_file_types.clone(),
             max_attempts: s.queue.max_attempts,
             vector_schema: s.vector_schema(),
         },

@@ -49,6 +49,9 @@ pub struct DatabaseSettings {
         default_value_t = 60
     )]
     pub connect_timeout_secs: u64,
+    /// libpq sslmode (disable, allow, prefer, require, verify-ca, verify-full) when the URL sets none.
+    #[arg(long = "database-ssl-mode", env = "RAGDOLL_DATABASE_SSL_MODE")]
+    pub ssl_mode: Option<String>,
 }
 
 impl DatabaseSettings {
@@ -57,6 +60,7 @@ impl DatabaseSettings {
             url: url.into(),
             max_connections: 20,
             connect_timeout_secs: 60,
+            ssl_mode: None,
         }
     }
 }
@@ -189,6 +193,14 @@ pub struct IngestionSettings {
     /// Largest accepted upload (bytes, or with a unit: 512KiB, 100MiB, 1GiB).
     #[arg(long = "max-file-size", env = "RAGDOLL_MAX_FILE_SIZE", default_value = "100MiB", value_parser = parse_byte_size)]
     pub max_file_size: u64,
+    /// Document types accepted, comma-separated (all when empty): text, markdown, html, xml,
+    /// pdf, docx, csv, json, yaml.
+    #[arg(
+        long = "allowed-file-types",
+        env = "RAGDOLL_ALLOWED_FILE_TYPES",
+        value_delimiter = ','
+    )]
+    pub allowed_file_types: Vec<crate::extract::DocumentType>,
     /// Largest amount of data an extractor may decompress from one file (zip-bomb guard).
     #[arg(long = "max-decompressed-size", env = "RAGDOLL_MAX_DECOMPRESSED_SIZE", default_value = "512MiB", value_parser = parse_byte_size)]
     pub max_decompressed_size: u64,
@@ -200,6 +212,7 @@ impl Default for IngestionSettings {
             chunk_size: 1000,
             chunk_overlap: 200,
             max_file_size: 100 << 20,
+            allowed_file_types: Vec::new(),
             max_decompressed_size: 512 << 20,
         }
     }

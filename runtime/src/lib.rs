@@ -11,6 +11,7 @@ pub mod db;
 pub mod embed;
 pub mod extract;
 pub mod http;
+pub mod maintenance;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;

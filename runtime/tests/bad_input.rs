@@ -293,6 +293,25 @@ async fn corrupt_files_fail_alone_with_the_extractor_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_file_types_are_accepted() {
+    use ragdoll::extract::DocumentType;
+    let app = TestApp::start_with(|s| {
+        s.ingestion.allowed_file_types = vec![DocumentType::Pdf, DocumentType::Markdown]
+    })
+    .await;
+    let (status, body) = app.upload_fixture("documents/bicycle-history.txt").await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert!(
+        detail(&body).contains("text documents are not accepted here")
+            && detail(&body).contains("pdf, markdown"),
+        "{body}"
+    );
+    let (status, _) = app.upload_fixture("documents/energy-report.pdf").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_is_required_on_v1() {
     let app = TestApp::start().await;
     let resp = app.http.get(app.url("/v1/documents")).send().await.unwrap();

@@ -74,11 +74,49 @@ async fn start_up_refusals_are_clear() {
         "{}",
         text(&out)
     );
-    let again = ragdoll(&["migrate"], &[("DATABASE_URL", &db.url)]);
+    let report = std::env::temp_dir().join(format!("{}-report.json", db.name));
+    let again = ragdoll(
+        &["migrate", "--report", report.to_str().unwrap()],
+        &[("DATABASE_URL", &db.url)],
+    );
     assert!(
         again.status.success(),
         "migrate is idempotent: {}",
         text(&again)
+    );
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        written["schema_version"],
+        ragdoll::db::schema::expected_version()
+    );
+    assert_eq!(written["embedding_dimensions"], 384);
+    let _ = std::fs::remove_file(&report);
+
+    // Housekeeping runs against a migrated database and says what it did.
+    let out = ragdoll(
+        &["maintain", "--vacuum-analyze", "--reindex"],
+        &[("DATABASE_URL", &db.url)],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["vacuumed"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        done["reindexed"],
+        serde_json::json!(["chunks_embedding_hnsw_idx", "chunks_content_tsv_idx"])
+    );
+    let out = ragdoll(
+        &["worker"],
+        &[
+            ("DATABASE_URL", &db.url),
+            ("RAGDOLL_DATABASE_SSL_MODE", "sometimes"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("RAGDOLL_DATABASE_SSL_MODE"),
+        "{}",
+        text(&out)
     );
 
     let out = ragdoll(

@@ -77,13 +77,12 @@ pub fn config_data(ctx: &Ctx) -> BTreeMap<String, String> {
         "RAGDOLL_HNSW_EF_SEARCH",
         s.search.index.ef_search.to_string(),
     );
-    if let Some(mode) = s.database.external.as_ref().and_then(|e| e.ssl_mode) {
-        if let Some(v) = serde_json::to_value(mode)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-        {
-            set("RAGDOLL_DATABASE_SSL_MODE", v);
-        }
+    let ssl_mode = s.database.external.as_ref().and_then(|e| e.ssl_mode);
+    if let Some(v) = ssl_mode
+        .and_then(|m| serde_json::to_value(m).ok())
+        .and_then(|v| v.as_str().map(String::from))
+    {
+        set("RAGDOLL_DATABASE_SSL_MODE", v);
     }
     d
 }

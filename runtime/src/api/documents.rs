@@ -130,6 +130,18 @@ pub async fn create(
         ));
     };
     let new = validate(upload, query.force)?;
+    let allowed = &state.settings.allowed_file_types;
+    if !allowed.is_empty() && !allowed.contains(&new.document_type) {
+        let names: Vec<&str> = allowed.iter().map(|t| t.as_str()).collect();
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!(
+                "{} documents are not accepted here (RAGDOLL_ALLOWED_FILE_TYPES: {})",
+                new.document_type,
+                names.join(", ")
+            ),
+        ));
+    }
     let created = documents::create(&state.pool, new, state.settings.max_attempts).await?;
     Ok(match created {
         Created::New { id } => (

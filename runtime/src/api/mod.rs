@@ -36,6 +36,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone, Debug)]
 pub struct ApiSettings {
     pub max_file_size: u64,
+    /// Accepted document types; empty means all.
+    pub allowed_file_types: Vec<crate::extract::DocumentType>,
     pub max_attempts: i32,
     pub vector_schema: VectorSchema,
 }

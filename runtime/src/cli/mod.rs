@@ -36,6 +36,9 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Apply database migrations and pin the embedding dimension, then exit.
     Migrate(MigrateArgs),
+    /// Database housekeeping: prune finished jobs and old searches; optionally VACUUM ANALYZE
+    /// and REINDEX CONCURRENTLY the search indexes.
+    Maintain(MaintainArgs),
     /// Upload files to a running server.
     Ingest(ingest::IngestArgs),
     /// Show the documents on a running server and their processing status.
@@ -92,6 +95,25 @@ pub struct WorkerArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct MigrateArgs {
+    /// Also write {"schema_version", "embedding_dimensions"} as JSON to this file (the operator
+    /// reads it from the Job pod's termination message).
+    #[arg(long)]
+    report: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    settings: RuntimeSettings,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MaintainArgs {
+    /// VACUUM ANALYZE the documents, chunks, contents, jobs and searches tables.
+    #[arg(long)]
+    vacuum_analyze: bool,
+    /// REINDEX INDEX CONCURRENTLY the vector and full-text indexes.
+    #[arg(long)]
+    reindex: bool,
+    /// Delete succeeded jobs older than this many days.
+    #[arg(long, env = "RAGDOLL_JOB_RETENTION_DAYS", default_value_t = 7)]
+    job_retention_days: u32,
     #[command(flatten)]
     settings: RuntimeSettings,
 }
@@ -119,6 +141,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve(a).await.map(|_| ExitCode::SUCCESS),
         Command::Worker(a) => worker(a).await.map(|_| ExitCode::SUCCESS),
         Command::Migrate(a) => migrate(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Maintain(a) => maintain(a).await.map(|_| ExitCode::SUCCESS),
         Command::Ingest(a) => ingest::ingest(a).await,
         Command::Status(a) => ingest::status(a).await,
         Command::Search(a) => ingest::search(a).await,
@@ -205,12 +228,30 @@ async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
 async fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
     let pool = app::open_database(&a.settings, true).await?;
     let stored = schema::stored_vector_schema(&pool).await?;
-    let version = schema::applied_version(&pool).await?;
-    println!(
-        "database migrated: schema version {}, embedding dimensions {}",
-        version.unwrap_or(0),
-        stored.map_or(0, |s| s.dimensions)
-    );
+    let version = schema::applied_version(&pool).await?.unwrap_or(0);
+    let dimensions = stored.map_or(0, |s| s.dimensions);
+    println!("database migrated: schema version {version}, embedding dimensions {dimensions}");
+    if let Some(path) = &a.report {
+        let report =
+            serde_json::json!({"schema_version": version, "embedding_dimensions": dimensions});
+        std::fs::write(path, report.to_string())
+            .with_context(|| format!("cannot write the migration report to {}", path.display()))?;
+    }
+    pool.close().await;
+    Ok(())
+}
+
+async fn maintain(a: MaintainArgs) -> anyhow::Result<()> {
+    let pool = app::open_database(&a.settings, false).await?;
+    let opts = ragdoll::maintenance::Options {
+        vacuum_analyze: a.vacuum_analyze,
+        reindex: a.reindex,
+        job_retention_days: a.job_retention_days,
+        search_retention_days: a.settings.search.retention_days,
+    };
+    let report = ragdoll::maintenance::run(&pool, &opts).await?;
+    tracing::info!(?report, "maintenance finished");
+    println!("{}", serde_json::to_string(&report)?);
     pool.close().await;
     Ok(())
 }

@@ -26,10 +26,19 @@ pub async fn connect(
     settings: &DatabaseSettings,
     session: &[(&str, String)],
 ) -> Result<PgPool, DbError> {
-    let opts: PgConnectOptions = settings
+    let mut opts: PgConnectOptions = settings
         .url
         .parse::<PgConnectOptions>()
-        .map_err(|e| DbError::InvalidUrl(e.to_string()))?
+        .map_err(|e| DbError::InvalidUrl(e.to_string()))?;
+    if let Some(mode) = &settings.ssl_mode
+        && !settings.url.contains("sslmode=")
+    {
+        let mode = mode
+            .parse::<sqlx::postgres::PgSslMode>()
+            .map_err(|e| DbError::InvalidUrl(format!("RAGDOLL_DATABASE_SSL_MODE: {e}")))?;
+        opts = opts.ssl_mode(mode);
+    }
+    let opts = opts
         .application_name("ragdoll")
         .options(session.iter().map(|(k, v)| (*k, v.as_str())))
         .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(2));
