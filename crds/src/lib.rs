@@ -19,7 +19,7 @@ pub const DEFAULT_RUNTIME_IMAGE: &str = concat!("ragdoll/ragdoll:", env!("CARGO_
 /// Default database image: PostgreSQL 18 with pgvector.
 pub const DEFAULT_DATABASE_IMAGE: &str = "pgvector/pgvector:pg18";
 
-const CRON: &str = "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|([0-9A-Za-z*/,?-]+\\s+){4}[0-9A-Za-z*/,?-]+)$";
+const CRON: &str = "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|([0-9A-Za-z*/,?-]+ +){4}[0-9A-Za-z*/,?-]+)$";
 
 fn cron_rule(field: &str) -> Rule {
     Rule::new(format!("self.matches('{CRON}')")).message(Message::Message(format!(
@@ -73,6 +73,7 @@ pub struct RagdollClusterSpec {
     /// One worker Deployment per job queue. Default: embeddings (concurrency 3), processing (2),
     /// analysis (1) and default (1), one replica each.
     #[serde(default = "default_workers")]
+    #[schemars(length(max = 4))]
     #[x_kube(
         merge_strategy = kube::core::ListMerge::Map(vec!["queue".into()]),
         validation = Rule::new("self.all(w, self.exists_one(x, x.queue == w.queue))")
@@ -186,6 +187,7 @@ pub struct ManagedDatabase {
     pub resources: Resources,
     /// postgresql.conf settings that override the tuned defaults.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 100))]
     #[x_kube(validation = Rule::new("self.all(k, k.matches('^[a-z][a-z0-9_.]*$'))")
         .message("database.managed.parameters: keys must be PostgreSQL setting names such as work_mem"))]
     pub parameters: BTreeMap<String, String>,
@@ -291,7 +293,7 @@ pub struct EmbeddingsSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message(
         "embeddings.dimensions is immutable: stored vectors have this size; re-embed into a new RagdollCluster to change it"
     ))]
-    pub dimensions: u32,
+    pub dimensions: i32,
     /// Base URL of an OpenAI-compatible API (e.g. http://ollama:11434/v1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
@@ -312,7 +314,7 @@ impl Default for EmbeddingsSpec {
     }
 }
 
-fn default_dimensions() -> u32 {
+fn default_dimensions() -> i32 {
     384
 }
 
@@ -367,10 +369,11 @@ pub struct IngestionSpec {
     /// Characters per chunk.
     #[serde(default = "default_chunk_size")]
     #[schemars(range(min = 1, max = 100000))]
-    pub chunk_size: u32,
+    pub chunk_size: i32,
     /// Characters shared by consecutive chunks.
     #[serde(default = "default_chunk_overlap")]
-    pub chunk_overlap: u32,
+    #[schemars(range(min = 0))]
+    pub chunk_overlap: i32,
     /// Largest accepted upload, e.g. 100Mi.
     #[serde(default = "default_max_file_size")]
     pub max_file_size: Quantity,
@@ -391,10 +394,10 @@ impl Default for IngestionSpec {
     }
 }
 
-fn default_chunk_size() -> u32 {
+fn default_chunk_size() -> i32 {
     1000
 }
-fn default_chunk_overlap() -> u32 {
+fn default_chunk_overlap() -> i32 {
     200
 }
 fn default_max_file_size() -> Quantity {
@@ -427,10 +430,11 @@ pub struct SearchSpec {
     /// Largest `limit` a search may ask for.
     #[serde(default = "default_max_results")]
     #[schemars(range(min = 1, max = 1000))]
-    pub max_results: u32,
+    pub max_results: i32,
     /// Seconds search results stay cached (0 disables the cache).
     #[serde(default = "default_cache_ttl")]
-    pub cache_ttl_seconds: u32,
+    #[schemars(range(min = 0, max = 86400))]
+    pub cache_ttl_seconds: i32,
     /// The HNSW vector index.
     #[serde(default)]
     pub index: IndexSpec,
@@ -450,10 +454,10 @@ impl Default for SearchSpec {
 fn default_threshold() -> f64 {
     0.7
 }
-fn default_max_results() -> u32 {
+fn default_max_results() -> i32 {
     50
 }
-fn default_cache_ttl() -> u32 {
+fn default_cache_ttl() -> i32 {
     300
 }
 
@@ -463,15 +467,15 @@ pub struct IndexSpec {
     /// HNSW m (connections per layer), used when the index is built.
     #[serde(default = "default_m")]
     #[schemars(range(min = 2, max = 100))]
-    pub m: u32,
+    pub m: i32,
     /// HNSW ef_construction, used when the index is built.
     #[serde(default = "default_ef_construction")]
     #[schemars(range(min = 4, max = 1000))]
-    pub ef_construction: u32,
+    pub ef_construction: i32,
     /// hnsw.ef_search at query time: higher is more exact and slower.
     #[serde(default = "default_ef_search")]
     #[schemars(range(min = 1, max = 1000))]
-    pub ef_search: u32,
+    pub ef_search: i32,
 }
 
 impl Default for IndexSpec {
@@ -484,13 +488,13 @@ impl Default for IndexSpec {
     }
 }
 
-fn default_m() -> u32 {
+fn default_m() -> i32 {
     16
 }
-fn default_ef_construction() -> u32 {
+fn default_ef_construction() -> i32 {
     64
 }
-fn default_ef_search() -> u32 {
+fn default_ef_search() -> i32 {
     100
 }
 
@@ -606,7 +610,7 @@ pub struct WorkerSpec {
     /// Jobs run at once per pod (default: embeddings 3, processing 2, analysis 1, default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 256))]
-    pub concurrency: Option<u32>,
+    pub concurrency: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Resources>,
 }
@@ -637,7 +641,7 @@ impl QueueName {
     }
 
     /// Concurrency per pod from the production guide's Sidekiq weights.
-    pub fn default_concurrency(self) -> u32 {
+    pub fn default_concurrency(self) -> i32 {
         match self {
             QueueName::Embeddings => 3,
             QueueName::Processing => 2,
@@ -668,12 +672,14 @@ fn default_workers() -> Vec<WorkerSpec> {
 pub struct MaintenanceSpec {
     /// When VACUUM ANALYZE runs (cron).
     #[serde(default = "default_maintenance_schedule")]
+    #[schemars(length(max = 100))]
     #[x_kube(validation = cron_rule("maintenance.schedule"))]
     pub schedule: String,
     #[serde(default = "yes")]
     pub vacuum_analyze: bool,
     /// REINDEX INDEX CONCURRENTLY of the vector and full-text indexes: Never, Weekly, or a cron schedule.
     #[serde(default = "default_reindex")]
+    #[schemars(length(max = 100))]
     #[x_kube(validation = Rule::new(format!("self == 'Never' || self == 'Weekly' || self.matches('{CRON}')"))
         .message("maintenance.reindex must be Never, Weekly or a cron schedule"))]
     pub reindex: String,
@@ -707,12 +713,13 @@ pub struct BackupSpec {
     pub enabled: bool,
     /// When backups run (cron).
     #[serde(default = "default_backup_schedule")]
+    #[schemars(length(max = 100))]
     #[x_kube(validation = cron_rule("backup.schedule"))]
     pub schedule: String,
     /// Dumps older than this are deleted after each backup.
     #[serde(default = "default_retention")]
     #[schemars(range(min = 1, max = 3650))]
-    pub retention_days: u32,
+    pub retention_days: i32,
     /// The volume that holds the dumps.
     #[serde(default = "default_backup_storage")]
     pub storage: StorageSpec,
@@ -735,7 +742,7 @@ impl Default for BackupSpec {
 fn default_backup_schedule() -> String {
     "0 2 * * *".into()
 }
-fn default_retention() -> u32 {
+fn default_retention() -> i32 {
     30
 }
 fn default_backup_storage() -> StorageSpec {
