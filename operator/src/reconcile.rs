@@ -113,6 +113,13 @@ fn now() -> Time {
 pub async fn reconcile(cluster: Arc<RagdollCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let timer = ctx.metrics.reconcile_duration.start_timer();
     let result = reconcile_cluster(&cluster, &ctx).await;
+    if let Err(Error::Kube(e)) = &result {
+        // Say so in the status: an empty or stale status would hide the problem.
+        let msg = format!("reconciliation failed: {}", describe(e));
+        if let Err(pe) = patch_status(&ctx, &cluster, status::failed(&cluster, &msg, now())).await {
+            tracing::warn!(error = %pe, "cannot record the failure in the status");
+        }
+    }
     timer.observe_duration();
     let label = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics

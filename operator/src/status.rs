@@ -332,6 +332,31 @@ fn to_condition(c: Cond, generation: Option<i64>, previous: &[Condition], now: &
     }
 }
 
+/// The status after a reconciliation that could not run to the end (e.g. the API refused a
+/// request): what was known stays, Ready and Degraded say why.
+pub fn failed(cluster: &RagdollCluster, message: &str, now: Time) -> RagdollClusterStatus {
+    let mut s = cluster.status.clone().unwrap_or_default();
+    let previous = s.conditions.clone();
+    s.phase = Some("Degraded".into());
+    s.observed_generation = cluster.metadata.generation;
+    s.conditions
+        .retain(|c| c.type_ != "Ready" && c.type_ != "Degraded" && c.type_ != "Progressing");
+    for (type_, status) in [("Ready", FALSE), ("Progressing", FALSE), ("Degraded", TRUE)] {
+        s.conditions.push(to_condition(
+            Cond {
+                type_,
+                status,
+                reason: "ReconcileError",
+                message: message.to_string(),
+            },
+            cluster.metadata.generation,
+            &previous,
+            &now,
+        ));
+    }
+    s
+}
+
 /// The status of a paused cluster: everything else as it was, and a Paused phase.
 pub fn paused(cluster: &RagdollCluster, now: Time) -> RagdollClusterStatus {
     let mut s = cluster.status.clone().unwrap_or_default();

@@ -226,3 +226,25 @@ fn paused_keeps_the_rest() {
     assert_eq!(condition(&s, "Ready").status, "True");
     assert_eq!(s.observed_generation, Some(4));
 }
+
+#[test]
+fn reconcile_errors_are_reported() {
+    let mut c = cluster(2);
+    c.status = Some(compute(&c, &all_ready(), t(0)));
+    let s = failed(&c, "reconciliation failed: secrets is forbidden", t(5));
+    assert_eq!(s.phase.as_deref(), Some("Degraded"));
+    assert_eq!(condition(&s, "Degraded").status, "True");
+    assert_eq!(condition(&s, "Ready").reason, "ReconcileError");
+    assert!(condition(&s, "Ready").message.contains("forbidden"));
+    assert_eq!(
+        condition(&s, "DatabaseReady").status,
+        "True",
+        "what was known stays"
+    );
+    // The same failure again changes nothing (no status write loop).
+    c.status = Some(s.clone());
+    assert_eq!(
+        failed(&c, "reconciliation failed: secrets is forbidden", t(9)),
+        s
+    );
+}

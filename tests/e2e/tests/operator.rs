@@ -809,3 +809,37 @@ async fn backup_outcome_is_reported() {
     assert!(last.time.is_some());
     op.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_is_reported_in_the_status() {
+    let (client, ns) = setup("e2e-forbidden").await;
+    // A ServiceAccount allowed everything the operator does here except creating Secrets.
+    let everything = json!(["get", "list", "watch", "create", "patch", "delete"]);
+    let rbac = format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: starved\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: starved\nrules:\n\
+         - apiGroups: [ragdoll.dev]\n  resources: [ragdollclusters, ragdollclusters/status]\n  verbs: {everything}\n\
+         - apiGroups: ['', apps, batch, policy, autoscaling, networking.k8s.io, events.k8s.io]\n  resources: [configmaps, services, persistentvolumeclaims, pods, deployments, statefulsets, jobs, cronjobs, poddisruptionbudgets, horizontalpodautoscalers, networkpolicies, events]\n  verbs: {everything}\n\
+         - apiGroups: ['']\n  resources: [secrets]\n  verbs: [get, list, watch]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: starved\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: starved}}\n\
+         subjects: [{{kind: ServiceAccount, name: starved, namespace: {}}}]\n",
+        ns.name
+    );
+    apply_yaml(&client, &ns.name, &rbac).await;
+    let starved = impersonating(&format!("system:serviceaccount:{}:starved", ns.name)).await;
+    let op = InProcessOperator::start_as(starved, Some(&ns.name), None).await;
+    apply_yaml(&client, &ns.name, &example("minimal.yaml")).await;
+    eventually(T, "a Degraded status naming the refusal", || async {
+        let c = get_cluster(&client, &ns.name, "ragdoll").await;
+        c.status.as_ref().is_some_and(|s| {
+            s.phase.as_deref() == Some("Degraded")
+                && s.conditions.iter().any(|c| {
+                    c.type_ == "Degraded"
+                        && c.status == "True"
+                        && c.message.contains("secrets is forbidden")
+                })
+        })
+    })
+    .await;
+    op.stop().await;
+}
