@@ -123,14 +123,17 @@ impl Pipeline {
 
 impl JobHandler for Pipeline {
     async fn handle(&self, job: &Job) -> Result<(), JobError> {
+        let kind = job.kind.as_str();
+        if ![KIND_PROCESS, KIND_EMBED, KIND_ANALYZE].contains(&kind) {
+            return Err(JobError::Permanent(format!("unknown job kind `{kind}`")));
+        }
         let id = job
             .document_id
             .ok_or_else(|| JobError::Permanent(format!("job {} names no document", job.id)))?;
-        match job.kind.as_str() {
+        match kind {
             KIND_PROCESS => self.process(id).await,
             KIND_EMBED => self.embed(id).await,
-            KIND_ANALYZE => self.analyze(id).await,
-            other => Err(JobError::Permanent(format!("unknown job kind `{other}`"))),
+            _ => self.analyze(id).await,
         }
     }
 
