@@ -20,6 +20,8 @@ tools: ## Check the toolchain this project needs (Rust, Python 3 with pip, curl)
 	@command -v python3 >/dev/null || { echo "python3 not found"; exit 1; }
 	@python3 -m pip --version >/dev/null || { echo "pip for python3 not found"; exit 1; }
 	@command -v curl >/dev/null || { echo "curl not found"; exit 1; }
+	@command -v go >/dev/null || { echo "go not found: the test control plane is built from Go modules"; exit 1; }
+	@command -v openssl >/dev/null || { echo "openssl not found"; exit 1; }
 	@$(CARGO) --version
 
 .PHONY: db-up
@@ -40,9 +42,24 @@ lint: tools ## rustfmt and clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: tools lint ## Every test: unit, integration (real Postgres + pgvector), CLI
+test: tools lint ## Every test: unit, integration (real Postgres + pgvector), operator e2e (real kube-apiserver)
+	$(CARGO) build --workspace --bins
 	@url="$(DB_URL)"; echo "DATABASE_URL=$$url"; \
 	  DATABASE_URL="$$url" $(CARGO) test --workspace
+
+.PHONY: cluster-up
+cluster-up: tools ## Start the local control plane (etcd, kube-apiserver, controller-manager; built on first use)
+	@tests/controlplane/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local control plane
+	@tests/controlplane/down.sh
+
+.PHONY: generate
+generate: tools ## Regenerate the CRD copies, golden files and manifests/install.yaml from the Rust types and chart
+	RAGDOLL_UPDATE_GENERATED=1 $(CARGO) test -p ragdoll-crds checked_in_crd_copies_are_current
+	RAGDOLL_UPDATE_GENERATED=1 $(CARGO) test -p ragdoll-operator golden_files_of_the_examples
+	RAGDOLL_UPDATE_GENERATED=1 $(CARGO) test -p ragdoll-e2e --test helm install_manifest_is_generated_from_the_chart
 
 .PHONY: demo
 demo: tools ## Start Postgres and the runtime, ingest tests/fixtures/documents, print their status
