@@ -2,6 +2,7 @@
 //! schema (`schema`), and the document/chunk repository (`documents`).
 
 pub mod documents;
+pub mod notify;
 pub mod schema;
 
 use std::time::{Duration, Instant};

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +16,7 @@ use tracing::Instrument;
 
 use super::{Job, NOTIFY_CHANNEL, Queue};
 use crate::config::QueueSettings;
+use crate::db::notify::Heard;
 
 /// Why a job attempt did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -108,63 +108,24 @@ pub async fn run<H: JobHandler>(
     tracing::info!(worker = %config.worker_id, "workers stopped");
 }
 
-/// Wakes the slots of a queue when Postgres announces a job; reconnects on connection loss.
+/// Wakes the slots of a queue when Postgres announces a job; all of them after a reconnect.
 async fn listen(
     pool: PgPool,
     notifies: Arc<HashMap<Queue, Arc<Notify>>>,
     shutdown: CancellationToken,
 ) {
-    let wake_all = || notifies.values().for_each(|n| n.notify_waiters());
-    let mut delay = Duration::from_millis(200);
-    while !shutdown.is_cancelled() {
-        let listener = async {
-            let mut l = PgListener::connect_with(&pool).await?;
-            l.listen(NOTIFY_CHANNEL).await?;
-            Ok::<_, sqlx::Error>(l)
-        };
-        let mut listener = tokio::select! {
-            r = listener => match r {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "job listener cannot connect; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        delay = Duration::from_millis(200);
-        // Anything announced while we were not listening is picked up by this wake-up.
-        wake_all();
-        loop {
-            let next = tokio::select! {
-                n = listener.try_recv() => n,
-                _ = shutdown.cancelled() => return,
-            };
-            match next {
-                Ok(Some(n)) => match n.payload().parse::<Queue>() {
-                    Ok(q) => {
-                        if let Some(notify) = notifies.get(&q) {
-                            notify.notify_waiters();
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "ignoring notification"),
-                },
-                Ok(None) => {
-                    tracing::warn!("job listener lost its connection; reconnecting");
-                    wake_all();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "job listener failed; reconnecting");
-                    break;
+    crate::db::notify::listen(pool, NOTIFY_CHANNEL, shutdown, |heard| match heard {
+        Heard::Notification(payload) => match payload.parse::<Queue>() {
+            Ok(q) => {
+                if let Some(n) = notifies.get(&q) {
+                    n.notify_waiters();
                 }
             }
-        }
-    }
+            Err(e) => tracing::debug!(error = %e, "ignoring notification"),
+        },
+        Heard::MaybeMissed => notifies.values().for_each(|n| n.notify_waiters()),
+    })
+    .await
 }
 
 /// Periodically fails jobs whose worker died on their last attempt.

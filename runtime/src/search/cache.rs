@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use super::SearchResponse;
@@ -133,53 +132,17 @@ impl ResultCache {
     }
 }
 
-/// Clears `cache` whenever documents or chunks change, in this or any other process. While
-/// the listener is disconnected, changes could be missed, so it also clears on every reconnect.
+/// Clears the result cache whenever documents or chunks change, in this or any other process,
+/// and after every (re)connect of the listener, since changes may have been missed meanwhile.
 pub async fn listen_for_changes(
     pool: PgPool,
-    cache: Arc<super::SearchService>,
+    search: Arc<super::SearchService>,
     shutdown: CancellationToken,
 ) {
-    let mut delay = Duration::from_millis(200);
-    while !shutdown.is_cancelled() {
-        let connect = async {
-            let mut l = PgListener::connect_with(&pool).await?;
-            l.listen(CHANGES_CHANNEL).await?;
-            Ok::<_, sqlx::Error>(l)
-        };
-        let mut listener = tokio::select! {
-            r = connect => match r {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cache invalidation listener cannot connect; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return,
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
-        delay = Duration::from_millis(200);
-        cache.results.invalidate();
-        loop {
-            let next = tokio::select! {
-                n = listener.try_recv() => n,
-                _ = shutdown.cancelled() => return,
-            };
-            match next {
-                Ok(Some(_)) => cache.results.invalidate(),
-                Ok(None) => cache.results.invalidate(), // reconnected: changes may have been missed
-                Err(e) => {
-                    tracing::warn!(error = %e, "cache invalidation listener failed; reconnecting");
-                    cache.results.invalidate();
-                    break;
-                }
-            }
-        }
-    }
+    crate::db::notify::listen(pool, CHANGES_CHANNEL, shutdown, |_| {
+        search.results.invalidate()
+    })
+    .await
 }
 
 #[cfg(test)]
