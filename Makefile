@@ -9,6 +9,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 PG := tests/env/pg.sh
 DB_URL = $$($(PG) up | sed -n 's/^DATABASE_URL=//p')
+MODEL_DIR = $$(tests/env/models.sh | sed -n 's/^RAGDOLL_MODEL_DIR=//p')
 
 .PHONY: help
 help:
@@ -28,6 +29,10 @@ tools: ## Check the toolchain this project needs (Rust, Python 3 with pip, curl)
 db-up: ## Start the local PostgreSQL 18 + pgvector on 127.0.0.1:55432 and print DATABASE_URL
 	@$(PG) up
 
+.PHONY: models
+models: ## Fetch the local embedding model (all-MiniLM-L6-v2) and print RAGDOLL_MODEL_DIR
+	@tests/env/models.sh
+
 .PHONY: db-down
 db-down: ## Stop the local PostgreSQL
 	@$(PG) down
@@ -44,8 +49,8 @@ lint: tools ## rustfmt and clippy with warnings as errors
 .PHONY: test
 test: tools lint ## Every test: unit, integration (real Postgres + pgvector), operator e2e (real kube-apiserver)
 	$(CARGO) build --workspace --bins
-	@url="$(DB_URL)"; echo "DATABASE_URL=$$url"; \
-	  DATABASE_URL="$$url" $(CARGO) test --workspace
+	@url="$(DB_URL)"; model="$(MODEL_DIR)"; echo "DATABASE_URL=$$url RAGDOLL_MODEL_DIR=$$model"; \
+	  DATABASE_URL="$$url" RAGDOLL_MODEL_DIR="$$model" $(CARGO) test --workspace
 
 .PHONY: cluster-up
 cluster-up: tools ## Start the local control plane (etcd, kube-apiserver, controller-manager; built on first use)
@@ -67,5 +72,6 @@ demo: tools ## Start Postgres and the runtime, ingest tests/fixtures/documents, 
 	tests/env/demo.sh
 
 .PHONY: bench
-bench: tools ## Benchmarks: ingestion vs COPY; search recall, latency and QPS vs the same SQL
-	@url="$(DB_URL)"; DATABASE_URL="$$url" $(CARGO) bench -p ragdoll-runtime --bench ingest --bench search
+bench: tools ## Benchmarks: ingestion vs COPY; search recall, latency and QPS vs the same SQL; local model pipeline vs model alone
+	@url="$(DB_URL)"; model="$(MODEL_DIR)"; \
+	  DATABASE_URL="$$url" RAGDOLL_MODEL_DIR="$$model" $(CARGO) bench -p ragdoll-runtime --bench ingest --bench search

@@ -69,15 +69,24 @@ impl DatabaseSettings {
 pub enum EmbeddingProviderKind {
     /// Deterministic feature hashing: fast and offline, but lexical only (no semantics).
     Hash,
+    /// all-MiniLM-L6-v2 in-process (384 dimensions): semantic, offline; needs RAGDOLL_MODEL_DIR.
+    Local,
     /// Any OpenAI-compatible /v1/embeddings endpoint (OpenAI, Azure, Ollama, vLLM, TEI, LiteLLM).
     Openai,
 }
 
 #[derive(Args, Clone, Debug)]
 pub struct EmbeddingSettings {
-    /// Embedding provider.
-    #[arg(long = "embedding-provider", env = "RAGDOLL_EMBEDDING_PROVIDER", value_enum, default_value_t = EmbeddingProviderKind::Hash)]
-    pub provider: EmbeddingProviderKind,
+    /// Embedding provider (default: local when RAGDOLL_MODEL_DIR is set, else hash).
+    #[arg(
+        long = "embedding-provider",
+        env = "RAGDOLL_EMBEDDING_PROVIDER",
+        value_enum
+    )]
+    pub provider: Option<EmbeddingProviderKind>,
+    /// Directory of the local model (config.json, tokenizer.json, model.safetensors); `make models` prints it.
+    #[arg(long = "model-dir", env = "RAGDOLL_MODEL_DIR")]
+    pub model_dir: Option<std::path::PathBuf>,
     /// Model name sent to the provider and stored with each chunk
     /// (default: `hash-v1` for hash, `text-embedding-3-small` for openai).
     #[arg(long = "embedding-model", env = "RAGDOLL_EMBEDDING_MODEL")]
@@ -127,7 +136,8 @@ pub struct EmbeddingSettings {
 impl Default for EmbeddingSettings {
     fn default() -> Self {
         Self {
-            provider: EmbeddingProviderKind::Hash,
+            provider: Some(EmbeddingProviderKind::Hash),
+            model_dir: None,
             model: None,
             dimensions: 384,
             base_url: "https://api.openai.com/v1".into(),
@@ -140,10 +150,20 @@ impl Default for EmbeddingSettings {
 }
 
 impl EmbeddingSettings {
+    /// The provider in effect: as configured, else local when a model directory is given.
+    pub fn provider(&self) -> EmbeddingProviderKind {
+        self.provider.unwrap_or(if self.model_dir.is_some() {
+            EmbeddingProviderKind::Local
+        } else {
+            EmbeddingProviderKind::Hash
+        })
+    }
+
     pub fn model_name(&self) -> String {
-        match (&self.model, self.provider) {
+        match (&self.model, self.provider()) {
             (Some(m), _) => m.clone(),
             (None, EmbeddingProviderKind::Hash) => "hash-v1".into(),
+            (None, EmbeddingProviderKind::Local) => crate::embed::local::MODEL_NAME.into(),
             (None, EmbeddingProviderKind::Openai) => "text-embedding-3-small".into(),
         }
     }

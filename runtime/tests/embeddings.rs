@@ -14,7 +14,7 @@ async fn app_with(mock: &OpenAiMock, max_retries: u32, batch: usize) -> TestApp 
     let base = mock.base_url.clone();
     let dims = mock.dims() as u32;
     TestApp::start_with(move |s| {
-        s.embedding.provider = EmbeddingProviderKind::Openai;
+        s.embedding.provider = Some(EmbeddingProviderKind::Openai);
         s.embedding.model = Some("text-embedding-3-small".into());
         s.embedding.base_url = base;
         s.embedding.api_key = Some("sk-test-123".into());

@@ -69,7 +69,7 @@ async fn database_restart_mid_run_loses_no_job() {
     let app = TestApp::start_on(
         db,
         move |s| {
-            s.embedding.provider = EmbeddingProviderKind::Openai;
+            s.embedding.provider = Some(EmbeddingProviderKind::Openai);
             s.embedding.base_url = base;
             s.embedding.dimensions = 16;
             s.embedding.batch_size = 2;
@@ -145,7 +145,7 @@ async fn worker_killed_mid_job_is_replaced_without_duplicate_chunks() {
     let app = TestApp::start_on(
         db,
         move |s| {
-            s.embedding.provider = EmbeddingProviderKind::Openai;
+            s.embedding.provider = Some(EmbeddingProviderKind::Openai);
             s.embedding.base_url = base;
             s.embedding.dimensions = 24;
             s.ingestion.chunk_size = 200;

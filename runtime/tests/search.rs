@@ -598,7 +598,7 @@ async fn provider_down_gives_503_for_semantic_but_fulltext_works() {
     let mock = OpenAiMock::start(16).await;
     let base = mock.base_url.clone();
     let app = TestApp::start_with(move |s| {
-        s.embedding.provider = EmbeddingProviderKind::Openai;
+        s.embedding.provider = Some(EmbeddingProviderKind::Openai);
         s.embedding.base_url = base;
         s.embedding.dimensions = 16;
         s.embedding.max_retries = 0;

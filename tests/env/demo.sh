@@ -9,13 +9,14 @@ port="${RAGDOLL_DEMO_PORT:-18080}"
 key="demo-key"
 
 admin_url="$("$here/pg.sh" up | sed -n 's/^DATABASE_URL=//p')"
+model_dir="$("$here/models.sh" | sed -n 's/^RAGDOLL_MODEL_DIR=//p')"
 pgbin="$("$here/pg.sh" bin)"
 PGOPTIONS="-c client_min_messages=warning" "$pgbin/psql" "$admin_url" -qc "DROP DATABASE IF EXISTS ragdoll_demo WITH (FORCE)" -c "CREATE DATABASE ragdoll_demo" >/dev/null
 demo_url="${admin_url%/*}/ragdoll_demo"
 
 log="$(mktemp -t ragdoll-demo.XXXXXX.log)"
 echo "==> starting ragdoll serve --with-workers on 127.0.0.1:$port (log: $log)"
-DATABASE_URL="$demo_url" RAGDOLL_API_KEYS="$key" \
+DATABASE_URL="$demo_url" RAGDOLL_API_KEYS="$key" RAGDOLL_MODEL_DIR="$model_dir" \
   "$bin" serve --with-workers --migrate --bind "127.0.0.1:$port" >"$log" 2>&1 &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
@@ -33,3 +34,7 @@ echo "==> ragdoll ingest tests/fixtures/documents --recursive --wait"
 echo
 echo "==> ragdoll status"
 "$bin" status
+echo
+query="photovoltaic growth atop industrial buildings"
+echo "==> ragdoll search \"$query\" --mode semantic   (no word in common with the answer)"
+"$bin" search "$query" --mode semantic --limit 2 --threshold 0.2

@@ -3,6 +3,7 @@
 //! configured dimension per input, or an error — never a made-up vector.
 
 pub mod hash;
+pub mod local;
 pub mod openai;
 
 use std::sync::Arc;
@@ -91,11 +92,30 @@ fn validate(
 /// Builds the configured provider.
 pub fn from_settings(settings: &EmbeddingSettings) -> Result<Arc<dyn Embedder>, EmbedError> {
     let dims = settings.dimensions as usize;
-    match settings.provider {
+    match settings.provider() {
         EmbeddingProviderKind::Hash => Ok(Arc::new(hash::HashEmbedder::new(
             settings.model_name(),
             dims,
         ))),
         EmbeddingProviderKind::Openai => Ok(Arc::new(openai::OpenAiEmbedder::new(settings)?)),
+        EmbeddingProviderKind::Local => {
+            if dims != local::DIMENSIONS {
+                return Err(EmbedError::Config(format!(
+                    "the local model produces {} dimensions; set RAGDOLL_EMBEDDING_DIMENSIONS={}",
+                    local::DIMENSIONS,
+                    local::DIMENSIONS
+                )));
+            }
+            let dir = settings.model_dir.as_deref().ok_or_else(|| {
+                EmbedError::Config(
+                    "the local provider needs RAGDOLL_MODEL_DIR (run `make models`)".into(),
+                )
+            })?;
+            Ok(Arc::new(local::LocalEmbedder::load(
+                dir,
+                settings.model_name(),
+                32,
+            )?))
+        }
     }
 }

@@ -45,6 +45,30 @@ pub fn pg_script(action: &str, env: &[(&str, &str)]) -> String {
         .unwrap_or_default()
 }
 
+/// The local embedding model's directory (fetched through tests/env/models.sh on first use).
+pub fn model_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var("RAGDOLL_MODEL_DIR") {
+        Ok(d) if !d.is_empty() => PathBuf::from(d),
+        _ => {
+            let out = std::process::Command::new(repo_root().join("tests/env/models.sh"))
+                .output()
+                .expect("run models.sh");
+            assert!(
+                out.status.success(),
+                "models.sh failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            PathBuf::from(
+                text.lines()
+                    .find_map(|l| l.strip_prefix("RAGDOLL_MODEL_DIR="))
+                    .expect("models.sh prints the directory"),
+            )
+        }
+    })
+}
+
 /// The server-level URL of the shared local Postgres (started on first use).
 pub fn admin_url() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
