@@ -36,6 +36,9 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Apply database migrations and pin the embedding dimension, then exit.
     Migrate(MigrateArgs),
+    /// Switch to another embedding model or dimension: rebuild every chunk vector in the
+    /// background (workers with the new settings do the work).
+    Reembed(MigrateArgs),
     /// Database housekeeping: prune finished jobs and old searches; optionally VACUUM ANALYZE
     /// and REINDEX CONCURRENTLY the search indexes.
     Maintain(MaintainArgs),
@@ -142,6 +145,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Worker(a) => worker(a).await.map(|_| ExitCode::SUCCESS),
         Command::Migrate(a) => migrate(a).await.map(|_| ExitCode::SUCCESS),
         Command::Maintain(a) => maintain(a).await.map(|_| ExitCode::SUCCESS),
+        Command::Reembed(a) => reembed(a).await.map(|_| ExitCode::SUCCESS),
         Command::Ingest(a) => ingest::ingest(a).await,
         Command::Status(a) => ingest::status(a).await,
         Command::Search(a) => ingest::search(a).await,
@@ -237,6 +241,25 @@ async fn migrate(a: MigrateArgs) -> anyhow::Result<()> {
         std::fs::write(path, report.to_string())
             .with_context(|| format!("cannot write the migration report to {}", path.display()))?;
     }
+    pool.close().await;
+    Ok(())
+}
+
+async fn reembed(a: MigrateArgs) -> anyhow::Result<()> {
+    // The new provider must work before anything is cleared.
+    ragdoll::embed::from_settings(&a.settings.embedding)?;
+    let pool = ragdoll::db::connect(&a.settings.db, &a.settings.session()).await?;
+    let r = schema::reembed(
+        &pool,
+        &a.settings.vector_schema(),
+        a.settings.queue.max_attempts,
+    )
+    .await?;
+    println!(
+        "re-embedding {} document(s): {} ({} dimensions) -> {} ({} dimensions); workers with the new \
+         settings rebuild the vectors in the background (GET /v1/jobs?queue=embeddings shows progress)",
+        r.queued, r.from_model, r.from_dimensions, r.to_model, r.to_dimensions
+    );
     pool.close().await;
     Ok(())
 }

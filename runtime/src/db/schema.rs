@@ -46,15 +46,22 @@ pub enum SchemaError {
     Sqlx(#[from] sqlx::Error),
     #[error(
         "embedding dimension mismatch: the database holds {stored}-dimensional vectors (model \
-         `{model}`) but this process is configured for {configured} dimensions. Set \
-         RAGDOLL_EMBEDDING_DIMENSIONS={stored} to use the existing data, or point DATABASE_URL at \
-         a new database for the new model"
+         `{model}`) but this process is configured for {configured} dimensions. Keep \
+         RAGDOLL_EMBEDDING_DIMENSIONS={stored} to use the existing vectors, or run `ragdoll reembed` \
+         with the new settings to rebuild every chunk vector in the background"
     )]
     DimensionMismatch {
         stored: u32,
         configured: u32,
         model: String,
     },
+    #[error(
+        "embedding model mismatch: the database's vectors come from `{stored}` but this process \
+         is configured for `{configured}`; vectors of different models cannot be compared. Keep \
+         RAGDOLL_EMBEDDING_MODEL={stored}, or run `ragdoll reembed` with the new settings to \
+         rebuild every chunk vector in the background"
+    )]
+    ModelMismatch { stored: String, configured: String },
     #[error(
         "database schema is not current (latest applied migration: {applied}, this binary needs \
          {expected}); run `ragdoll migrate` (or start with --migrate)"
@@ -86,6 +93,96 @@ async fn write_meta(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// What `reembed` changed and queued.
+#[derive(Debug, serde::Serialize, PartialEq, Eq)]
+pub struct Reembed {
+    pub from_model: String,
+    pub from_dimensions: u32,
+    pub to_model: String,
+    pub to_dimensions: u32,
+    /// Documents whose chunks are queued for new vectors.
+    pub queued: i64,
+}
+
+/// Switches the database to another embedding model or dimension: pins the new dimension
+/// (existing vectors are cleared when it changes, so full-text search keeps working while
+/// semantic search fills up again), records the new model, and queues an `embed_document` job for
+/// every document with extracted content. Workers with the new settings rebuild the vectors.
+pub async fn reembed(
+    pool: &PgPool,
+    want: &VectorSchema,
+    max_attempts: i32,
+) -> Result<Reembed, SchemaError> {
+    MIGRATOR.run(pool).await?;
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(VECTOR_LOCK_ID)
+        .execute(&mut *tx)
+        .await?;
+    let value: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT value FROM ragdoll_meta WHERE key = $1")
+            .bind(META_KEY)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(value) = value else {
+        tx.rollback().await?;
+        ensure_vector_column(pool, want).await?;
+        return Ok(Reembed {
+            from_model: want.model.clone(),
+            from_dimensions: want.dimensions,
+            to_model: want.model.clone(),
+            to_dimensions: want.dimensions,
+            queued: 0,
+        });
+    };
+    let mut stored: StoredVectorSchema =
+        serde_json::from_value(value).map_err(|e| SchemaError::CorruptMeta(e.to_string()))?;
+    let (from_model, from_dimensions) = (stored.model.clone(), stored.dimensions);
+    if stored.dimensions != want.dimensions {
+        sqlx::query("DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
+            .execute(&mut *tx)
+            .await?;
+        // Only integers are interpolated.
+        sqlx::query(AssertSqlSafe(format!(
+            "ALTER TABLE chunks ALTER COLUMN embedding TYPE vector({}) USING NULL",
+            want.dimensions
+        )))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(AssertSqlSafe(format!(
+            "CREATE INDEX chunks_embedding_hnsw_idx ON chunks USING hnsw (embedding vector_cosine_ops) \
+             WITH (m = {}, ef_construction = {})",
+            want.hnsw_m, want.hnsw_ef_construction
+        )))
+        .execute(&mut *tx)
+        .await?;
+        stored.hnsw_m = want.hnsw_m;
+        stored.hnsw_ef_construction = want.hnsw_ef_construction;
+    }
+    stored.dimensions = want.dimensions;
+    stored.model = want.model.clone();
+    write_meta(&mut tx, &stored).await?;
+    let queued = sqlx::query(
+        "INSERT INTO jobs (queue, kind, payload, document_id, max_attempts) \
+         SELECT 'embeddings', 'embed_document', jsonb_build_object('document_id', d.id), d.id, $1 \
+         FROM documents d WHERE EXISTS (SELECT 1 FROM contents c WHERE c.document_id = d.id) \
+         ON CONFLICT (document_id, kind) WHERE status = 'queued' AND document_id IS NOT NULL DO NOTHING",
+    )
+    .bind(max_attempts)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected() as i64;
+    tx.commit().await?;
+    tracing::info!(%from_model, to_model = %want.model, queued, "re-embedding queued");
+    Ok(Reembed {
+        from_model,
+        from_dimensions,
+        to_model: want.model.clone(),
+        to_dimensions: want.dimensions,
+        queued,
+    })
 }
 
 /// The newest migration version embedded in this binary.
@@ -164,6 +261,12 @@ fn compare(
             model: stored.model,
         });
     }
+    if stored.model != want.model {
+        return Err(SchemaError::ModelMismatch {
+            stored: stored.model,
+            configured: want.model.clone(),
+        });
+    }
     if stored.text_search_config != want.text_search_config {
         return Err(SchemaError::TextSearchConfigMismatch {
             stored: stored.text_search_config,
@@ -218,6 +321,7 @@ async fn ensure_vector_column(
         let mut stored: StoredVectorSchema =
             serde_json::from_value(v).map_err(|e| SchemaError::CorruptMeta(e.to_string()))?;
         if stored.dimensions == want.dimensions
+            && stored.model == want.model
             && stored.text_search_config != want.text_search_config
         {
             apply_text_search_config(&mut tx, &want.text_search_config).await?;

@@ -159,7 +159,7 @@ fn nearest(qb: &mut QueryBuilder<Postgres>, columns: &str, search: &Search, v: &
         .push_bind(v.clone())
         .push("))::float8 AS similarity")
         .push(FROM_CHUNKS)
-        .push(" WHERE true");
+        .push(" WHERE c.embedding IS NOT NULL");
     push_filters(qb, &search.filters);
     qb.push(" ORDER BY c.embedding <=> ")
         .push_bind(v.clone())
