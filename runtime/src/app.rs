@@ -12,17 +12,21 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::analysis::Analyzer;
 use crate::api::{self, ApiSettings, AppState};
 use crate::chunk::{ChunkError, Chunker};
 use crate::config::{
-    DatabaseSettings, EmbeddingSettings, IndexSettings, IngestionSettings, QueueSettings,
-    SearchSettings, default_concurrency,
+    DatabaseSettings, EmbeddingSettings, IndexSettings, IngestionSettings, LlmProviderKind,
+    LlmSettings, QueueSettings, SearchSettings, default_concurrency,
 };
 use crate::db::schema::{self, SchemaError, VectorSchema};
 use crate::db::{self, DbError};
 use crate::embed::{self, EmbedError};
 use crate::extract::Limits;
 use crate::pipeline::Pipeline;
+use crate::providers::Endpoint;
+use crate::providers::chat::Chat;
+use crate::providers::transcribe::Transcriber;
 use crate::queue::Queue;
 use crate::queue::worker::{self, WorkerConfig};
 use crate::search::{SearchService, cache};
@@ -37,6 +41,8 @@ pub enum StartupError {
     Chunk(#[from] ChunkError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    #[error("invalid LLM configuration: {0}")]
+    Llm(String),
 }
 
 /// Everything a serving or working process is configured with.
@@ -54,6 +60,8 @@ pub struct RuntimeSettings {
     pub queue: QueueSettings,
     #[command(flatten)]
     pub search: SearchSettings,
+    #[command(flatten)]
+    pub llm: LlmSettings,
 }
 
 impl RuntimeSettings {
@@ -66,6 +74,7 @@ impl RuntimeSettings {
             ingestion: IngestionSettings::default(),
             queue: QueueSettings::default(),
             search: SearchSettings::default(),
+            llm: LlmSettings::default(),
         }
     }
 
@@ -104,9 +113,49 @@ pub async fn open_database(s: &RuntimeSettings, migrate: bool) -> Result<PgPool,
     Ok(pool)
 }
 
+/// The chat, vision and transcription clients the LLM settings call for.
+pub fn media_models(l: &LlmSettings) -> Result<(Option<Chat>, Option<Transcriber>), StartupError> {
+    if l.provider == LlmProviderKind::None {
+        if l.vision_model.is_some() || l.transcription_model.is_some() {
+            return Err(StartupError::Llm(
+                "RAGDOLL_VISION_MODEL and RAGDOLL_TRANSCRIPTION_MODEL need RAGDOLL_LLM_PROVIDER=openai".into(),
+            ));
+        }
+        return Ok((None, None));
+    }
+    let endpoint = Endpoint::new(
+        &l.base_url,
+        l.api_key.clone(),
+        Duration::from_secs(l.timeout_secs),
+        l.max_retries,
+        "RAGDOLL_LLM_API_KEY",
+    )
+    .map_err(|e| StartupError::Llm(format!("RAGDOLL_LLM_BASE_URL: {e}")))?;
+    let chat = Chat {
+        endpoint: endpoint.clone(),
+        summary_model: l.summary_model.clone(),
+        keywords_model: l.keywords_model.clone(),
+        vision_model: l.vision_model.clone(),
+    };
+    let transcriber = l
+        .transcription_model
+        .clone()
+        .map(|model| Transcriber { endpoint, model });
+    Ok((Some(chat), transcriber))
+}
+
 pub fn build_pipeline(pool: PgPool, s: &RuntimeSettings) -> Result<Pipeline, StartupError> {
     let chunker = Chunker::new(s.ingestion.chunk_size, s.ingestion.chunk_overlap)?;
+    let (chat, transcriber) = media_models(&s.llm)?;
     Ok(Pipeline {
+        analyzer: Analyzer {
+            chat: chat.clone(),
+            summary_min_chars: s.llm.summary_min_chars,
+            max_keywords: s.llm.max_keywords.max(1),
+            text_search_config: s.search.text_search_config.clone(),
+        },
+        vision: chat.filter(|c| c.vision_model.is_some()),
+        transcriber,
         pool,
         embedder: embed::from_settings(&s.embedding)?,
         chunker,

@@ -439,3 +439,113 @@ impl Default for SearchSettings {
         }
     }
 }
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LlmProviderKind {
+    /// No language model: extractive summaries and TF-IDF keywords.
+    None,
+    /// Any OpenAI-compatible /v1/chat/completions (OpenAI, Azure, Ollama, vLLM, OpenRouter, LiteLLM).
+    Openai,
+}
+
+/// Language and media models for analysis: summaries, keywords, image descriptions, transcripts.
+#[derive(Args, Clone, Debug)]
+pub struct LlmSettings {
+    /// LLM provider for summaries and keywords.
+    #[arg(id = "llm-provider", long = "llm-provider", env = "RAGDOLL_LLM_PROVIDER", value_enum, default_value_t = LlmProviderKind::None)]
+    pub provider: LlmProviderKind,
+    /// Base URL of the OpenAI-compatible API (the part before /chat/completions).
+    #[arg(
+        id = "llm-base-url",
+        long = "llm-base-url",
+        env = "RAGDOLL_LLM_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    pub base_url: String,
+    /// API key of the LLM provider (never logged).
+    #[arg(
+        id = "llm-api-key",
+        long = "llm-api-key",
+        env = "RAGDOLL_LLM_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    #[arg(
+        id = "llm-summary-model",
+        long = "summary-model",
+        env = "RAGDOLL_SUMMARY_MODEL",
+        default_value = "gpt-4o-mini"
+    )]
+    pub summary_model: String,
+    #[arg(
+        id = "llm-keywords-model",
+        long = "keywords-model",
+        env = "RAGDOLL_KEYWORDS_MODEL",
+        default_value = "gpt-4o-mini"
+    )]
+    pub keywords_model: String,
+    /// A vision-capable chat model that describes images (images get metadata only without it).
+    #[arg(
+        id = "llm-vision-model",
+        long = "vision-model",
+        env = "RAGDOLL_VISION_MODEL"
+    )]
+    pub vision_model: Option<String>,
+    /// A transcription model for audio, e.g. whisper-1 (audio gets metadata only without it).
+    #[arg(
+        id = "llm-transcription-model",
+        long = "transcription-model",
+        env = "RAGDOLL_TRANSCRIPTION_MODEL"
+    )]
+    pub transcription_model: Option<String>,
+    /// Timeout of one LLM request (seconds).
+    #[arg(
+        id = "llm-timeout",
+        long = "llm-timeout",
+        env = "RAGDOLL_LLM_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub timeout_secs: u64,
+    /// Retries of one LLM request on 429/5xx/network errors.
+    #[arg(
+        id = "llm-max-retries",
+        long = "llm-max-retries",
+        env = "RAGDOLL_LLM_MAX_RETRIES",
+        default_value_t = 3
+    )]
+    pub max_retries: u32,
+    /// Documents shorter than this many characters get no summary.
+    #[arg(
+        id = "llm-summary-min-chars",
+        long = "summary-min-chars",
+        env = "RAGDOLL_SUMMARY_MIN_CHARS",
+        default_value_t = 300
+    )]
+    pub summary_min_chars: usize,
+    /// Keywords kept per document.
+    #[arg(
+        id = "llm-max-keywords",
+        long = "max-keywords",
+        env = "RAGDOLL_MAX_KEYWORDS",
+        default_value_t = 20
+    )]
+    pub max_keywords: usize,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        Self {
+            provider: LlmProviderKind::None,
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+            summary_model: "gpt-4o-mini".into(),
+            keywords_model: "gpt-4o-mini".into(),
+            vision_model: None,
+            transcription_model: None,
+            timeout_secs: 120,
+            max_retries: 3,
+            summary_min_chars: 300,
+            max_keywords: 20,
+        }
+    }
+}

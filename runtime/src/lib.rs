@@ -2,6 +2,7 @@
 //! chunks and embeds them through a Postgres-backed job queue, and stores them in PostgreSQL with
 //! pgvector. The `ragdoll` binary (src/main.rs) is a thin CLI over this library.
 
+pub mod analysis;
 pub mod api;
 pub mod app;
 pub mod chunk;
@@ -14,5 +15,6 @@ pub mod http;
 pub mod maintenance;
 pub mod metrics;
 pub mod pipeline;
+pub mod providers;
 pub mod queue;
 pub mod search;

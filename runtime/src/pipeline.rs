@@ -21,6 +21,11 @@ pub const ANALYSIS_NOT_CONFIGURED: &str =
 
 pub struct Pipeline {
     pub pool: PgPool,
+    pub analyzer: crate::analysis::Analyzer,
+    /// Describes images when a vision model is configured.
+    pub vision: Option<crate::providers::chat::Chat>,
+    /// Transcribes audio when a transcription model is configured.
+    pub transcriber: Option<crate::providers::transcribe::Transcriber>,
     pub embedder: Arc<dyn Embedder>,
     pub chunker: Chunker,
     pub limits: Limits,
@@ -115,9 +120,7 @@ impl Pipeline {
     }
 
     async fn analyze(&self, id: Uuid) -> Result<(), JobError> {
-        documents::record_analysis(&self.pool, id, "skipped", Some(ANALYSIS_NOT_CONFIGURED))
-            .await?;
-        Ok(())
+        self.analyzer.analyze(&self.pool, id).await
     }
 }
 

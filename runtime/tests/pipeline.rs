@@ -52,14 +52,30 @@ async fn every_fixture_type_is_extracted_chunked_and_embedded() {
         )
         .await;
         assert_eq!(stored, chunks, "{rel}: chunk_count matches rows");
-        // Visible, honest analysis status until an LLM provider exists.
-        assert_eq!(d["analysis_status"], "skipped", "{rel}");
+        // Without an LLM provider, analysis is extractive, and says so.
+        assert_eq!(d["analysis_status"], "completed", "{rel}: {d}");
+        assert_eq!(d["analysis_method"], "extractive", "{rel}");
+        let keywords = d["keywords"].as_array().unwrap();
         assert!(
-            d["analysis_note"]
-                .as_str()
-                .unwrap_or("")
-                .contains("not configured")
+            !keywords.is_empty() && keywords.len() <= 20,
+            "{rel}: {keywords:?}"
         );
+        let chars = d["metadata"]["extraction"]["characters"].as_u64().unwrap();
+        if chars >= 300 {
+            assert!(
+                d["summary"].as_str().is_some_and(|s| !s.is_empty()),
+                "{rel} has a summary"
+            );
+        } else {
+            assert!(d["summary"].is_null(), "{rel} is too short for a summary");
+            assert!(
+                d["analysis_note"]
+                    .as_str()
+                    .unwrap()
+                    .contains("summary skipped"),
+                "{rel}"
+            );
+        }
         assert!(d["error"].is_null());
         // Every stage ran exactly once and succeeded.
         let kinds: Vec<&str> = d["jobs"]

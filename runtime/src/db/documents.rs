@@ -72,6 +72,8 @@ pub struct Document {
     pub keywords: Vec<String>,
     pub analysis_status: String,
     pub analysis_note: Option<String>,
+    /// How summary and keywords were made: `extractive` or `llm:<model>`.
+    pub analysis_method: Option<String>,
     pub chunk_count: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -79,7 +81,7 @@ pub struct Document {
 }
 
 const COLUMNS: &str = "id, location, title, document_type, mime_type, content_hash, byte_size, \
-    status, error, metadata, summary, keywords, analysis_status, analysis_note, chunk_count, \
+    status, error, metadata, summary, keywords, analysis_status, analysis_note, analysis_method, chunk_count, \
     created_at, updated_at, processed_at";
 
 pub struct NewDocument {

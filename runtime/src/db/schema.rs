@@ -300,6 +300,14 @@ async fn apply_text_search_config(
     )))
     .execute(&mut *tx)
     .await?;
+    // Keyword vectors exist once migration 0003 ran (it always has by the time this runs).
+    sqlx::query(
+        "UPDATE documents SET keywords_tsv = to_tsvector($1::regconfig, array_to_string(keywords, ' ')) \
+         WHERE keywords <> '{}'",
+    )
+    .bind(config)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

@@ -1,30 +1,19 @@
 //! The `openai` embedder: any OpenAI-compatible `POST {base}/embeddings` (OpenAI, Azure via base
-//! URL, Ollama, vLLM, TEI, LiteLLM). Batched requests, a timeout per request, retries on
-//! 408/429/5xx and network errors honouring `Retry-After` / `retry-after-ms`, and clear errors for
-//! everything else.
-
-use std::time::Duration;
+//! URL, Ollama, vLLM, TEI, LiteLLM), batched, over the shared provider client (timeouts, retries
+//! honouring Retry-After, clear errors).
 
 use futures::future::BoxFuture;
-use rand::Rng;
-use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::{EmbedError, Embedder};
 use crate::config::EmbeddingSettings;
-
-/// Longest `Retry-After` we wait inside one job attempt; longer waits go back to the job queue.
-const MAX_INLINE_WAIT: Duration = Duration::from_secs(60);
+use crate::providers::{CallError, Endpoint};
 
 pub struct OpenAiEmbedder {
-    client: reqwest::Client,
-    url: String,
-    api_key: Option<String>,
+    endpoint: Endpoint,
     model: String,
     dims: usize,
     batch_size: usize,
-    max_retries: u32,
 }
 
 #[derive(Serialize)]
@@ -47,38 +36,21 @@ struct Item {
     embedding: Vec<f32>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    message: String,
-}
-
 impl OpenAiEmbedder {
     pub fn new(settings: &EmbeddingSettings) -> Result<Self, EmbedError> {
-        let base = settings.base_url.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(EmbedError::Config(format!(
-                "RAGDOLL_EMBEDDING_BASE_URL must be an http(s) URL, got `{base}`"
-            )));
-        }
-        let client = crate::http::client_builder()
-            .timeout(settings.timeout())
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("ragdoll/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| EmbedError::Config(format!("cannot build HTTP client: {e}")))?;
+        let endpoint = Endpoint::new(
+            &settings.base_url,
+            settings.api_key.clone(),
+            settings.timeout(),
+            settings.max_retries,
+            "RAGDOLL_EMBEDDING_API_KEY",
+        )
+        .map_err(|e| EmbedError::Config(format!("RAGDOLL_EMBEDDING_BASE_URL: {e}")))?;
         Ok(Self {
-            client,
-            url: format!("{base}/embeddings"),
-            api_key: settings.api_key.clone().filter(|k| !k.is_empty()),
+            endpoint,
             model: settings.model_name(),
             dims: settings.dimensions as usize,
             batch_size: settings.batch_size.max(1),
-            max_retries: settings.max_retries,
         })
     }
 
@@ -97,76 +69,15 @@ impl OpenAiEmbedder {
             encoding_format: "float",
             dimensions: self.dimensions_param(),
         };
-        let mut attempt = 0u32;
-        loop {
-            let mut req = self.client.post(&self.url).json(&body);
-            if let Some(key) = &self.api_key {
-                req = req.bearer_auth(key);
-            }
-            let (retryable, wait, message) = match req.send().await {
-                Err(e) => (true, None, describe_transport_error(&e)),
-                Ok(resp) => {
-                    let status = resp.status();
-                    let wait = retry_after(resp.headers());
-                    if status.is_success() {
-                        let bytes = resp.bytes().await.map_err(|e| {
-                            EmbedError::Unavailable(format!("reading response: {e}"))
-                        })?;
-                        return parse_response(&bytes, texts.len());
-                    }
-                    let text = resp.text().await.unwrap_or_default();
-                    let detail = serde_json::from_str::<ErrorBody>(&text)
-                        .map(|b| b.error.message)
-                        .unwrap_or_else(|_| text.chars().take(300).collect());
-                    let retryable = status == StatusCode::TOO_MANY_REQUESTS
-                        || status == StatusCode::REQUEST_TIMEOUT
-                        || status.is_server_error();
-                    let hint = if status == StatusCode::UNAUTHORIZED {
-                        " (check RAGDOLL_EMBEDDING_API_KEY)"
-                    } else {
-                        ""
-                    };
-                    (
-                        retryable,
-                        wait,
-                        format!("HTTP {status} from {}: {detail}{hint}", self.url),
-                    )
-                }
-            };
-            if !retryable {
-                return Err(EmbedError::Rejected(message));
-            }
-            if attempt >= self.max_retries {
-                return Err(EmbedError::Unavailable(format!(
-                    "{message} (after {} attempts)",
-                    attempt + 1
-                )));
-            }
-            let delay = wait.unwrap_or_else(|| {
-                let base = Duration::from_millis(500) * 2u32.pow(attempt.min(6));
-                base.mul_f64(rand::rng().random_range(0.5..=1.0))
-            });
-            if delay > MAX_INLINE_WAIT {
-                return Err(EmbedError::Unavailable(format!(
-                    "{message} (provider asked to wait {}s)",
-                    delay.as_secs()
-                )));
-            }
-            tracing::warn!(attempt = attempt + 1, delay_ms = delay.as_millis() as u64, error = %message,
-                "embedding request failed; retrying");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-        }
-    }
-}
-
-fn describe_transport_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        format!("request timed out: {e}")
-    } else if e.is_connect() {
-        format!("cannot connect: {e}")
-    } else {
-        format!("request failed: {e}")
+        let bytes = self
+            .endpoint
+            .post_json("/embeddings", &body)
+            .await
+            .map_err(|e| match e {
+                CallError::Unavailable(m) => EmbedError::Unavailable(m),
+                CallError::Rejected(m) => EmbedError::Rejected(m),
+            })?;
+        parse_response(&bytes, texts.len())
     }
 }
 
@@ -191,29 +102,6 @@ fn parse_response(bytes: &[u8], expected: usize) -> Result<Vec<Vec<f32>>, EmbedE
     Ok(resp.data.into_iter().map(|i| i.embedding).collect())
 }
 
-/// `retry-after-ms` (OpenAI/Azure) or `Retry-After` in seconds or as an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = headers
-        .get("retry-after-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
-    {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(delta.to_std().unwrap_or(Duration::ZERO))
-}
-
 impl Embedder for OpenAiEmbedder {
     fn model(&self) -> &str {
         &self.model
@@ -235,23 +123,6 @@ impl Embedder for OpenAiEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
-
-    #[test]
-    fn retry_after_forms() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), None);
-        h.insert("retry-after", HeaderValue::from_static("3"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
-        h.insert("retry-after-ms", HeaderValue::from_static("250"));
-        assert_eq!(retry_after(&h), Some(Duration::from_millis(250)));
-        let mut h = HeaderMap::new();
-        h.insert(
-            "retry-after",
-            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
-        );
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-    }
 
     #[test]
     fn response_parsing_orders_by_index_and_checks_count() {

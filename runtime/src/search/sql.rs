@@ -176,7 +176,9 @@ fn push_threshold(qb: &mut QueryBuilder<Postgres>, alias: &str, search: &Search)
     }
 }
 
-/// `SELECT <columns>, rank ... ORDER BY ts_rank_cd DESC LIMIT n`.
+/// `SELECT <columns>, rank ... ORDER BY ts_rank_cd DESC LIMIT n`. A chunk matches when its text
+/// or its document's keywords match; the candidates come from both GIN indexes through one
+/// uncorrelated `ARRAY(... UNION ...)`, so neither index is given up for an OR across tables.
 fn best_text_matches(
     qb: &mut QueryBuilder<Postgres>,
     columns: &str,
@@ -184,15 +186,26 @@ fn best_text_matches(
     config: &str,
     n: i64,
 ) {
+    let tsquery = |qb: &mut QueryBuilder<Postgres>| {
+        qb.push("websearch_to_tsquery(")
+            .push_bind(config.to_string())
+            .push("::regconfig, ")
+            .push_bind(search.query.clone())
+            .push(")");
+    };
     qb.push("SELECT ")
         .push(columns)
-        .push(", ts_rank_cd(c.content_tsv, q.query)::float8 AS rank")
+        .push(", ts_rank_cd(c.content_tsv || d.keywords_tsv, q.query)::float8 AS rank")
         .push(FROM_CHUNKS)
-        .push(" CROSS JOIN websearch_to_tsquery(")
-        .push_bind(config.to_string())
-        .push("::regconfig, ")
-        .push_bind(search.query.clone())
-        .push(") AS q(query) WHERE c.content_tsv @@ q.query");
+        .push(" CROSS JOIN ");
+    tsquery(qb);
+    qb.push(
+        " AS q(query) WHERE c.id = ANY(ARRAY(SELECT m.id FROM chunks m WHERE m.content_tsv @@ ",
+    );
+    tsquery(qb);
+    qb.push(" UNION SELECT k.id FROM chunks k JOIN documents kd ON kd.id = k.document_id WHERE kd.keywords_tsv @@ ");
+    tsquery(qb);
+    qb.push("))");
     push_filters(qb, &search.filters);
     qb.push(" ORDER BY rank DESC, c.id LIMIT ").push_bind(n);
 }
