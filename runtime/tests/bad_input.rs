@@ -28,10 +28,11 @@ async fn rejected_at_upload_with_clear_problems() {
         "{body}"
     );
 
-    let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0".to_vec();
-    let (status, body) = app.upload("photo.png", png).await;
+    // Images other than PNG, JPEG, GIF and WebP.
+    let bmp = b"BM\x36\0\0\0\0\0\0\0\x36\0\0\0\x28\0\0\0\x01\0\0\0\x01\0".to_vec();
+    let (status, body) = app.upload("photo.bmp", bmp).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
-    assert!(detail(&body).contains("image/png"), "{body}");
+    assert!(detail(&body).contains("image/bmp"), "{body}");
 
     let zip = {
         let mut buf = std::io::Cursor::new(Vec::new());

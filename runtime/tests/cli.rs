@@ -251,10 +251,12 @@ async fn ingest_wait_and_status_against_a_served_runtime() {
         "program.bin: HTTP 415",
         "truncated.pdf: extraction failed",
         "not-a-zip.docx: extraction failed",
+        "not-an-image.png: extraction failed: cannot read image",
+        "truncated.wav: extraction failed: cannot read audio: the wave file is truncated",
     ] {
         assert!(msg.contains(needle), "missing `{needle}` in:\n{msg}");
     }
-    assert_eq!(msg.matches("FAILED").count(), 4, "{msg}");
+    assert_eq!(msg.matches("FAILED").count(), 8, "{msg}");
 
     // A directory without --recursive, a missing path, a wrong key.
     let out = ragdoll(&["ingest", docs], &client_env);

@@ -8,7 +8,6 @@ pub mod extractive;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::providers::CallError;
 use crate::providers::chat::Chat;
 use crate::queue::worker::JobError;
 
@@ -18,24 +17,6 @@ pub struct Analyzer {
     pub summary_min_chars: usize,
     pub max_keywords: usize,
     pub text_search_config: String,
-}
-
-fn job_error(e: CallError) -> JobError {
-    match e {
-        CallError::Unavailable(m) => JobError::Retryable(format!("LLM provider unavailable: {m}")),
-        CallError::Rejected(m) => JobError::Permanent(format!("LLM provider error: {m}")),
-    }
-}
-
-/// The analysable text of a document: its extracted text, image description or transcript.
-async fn text_of(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT content FROM contents WHERE document_id = $1 \
-         ORDER BY CASE kind WHEN 'text' THEN 0 ELSE 1 END LIMIT 1",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
 }
 
 async fn corpus(pool: &PgPool, terms: &[String]) -> Result<extractive::Corpus, sqlx::Error> {
@@ -62,7 +43,7 @@ impl Analyzer {
     }
 
     pub async fn analyze(&self, pool: &PgPool, id: Uuid) -> Result<(), JobError> {
-        let Some(text) = text_of(pool, id).await? else {
+        let Some(text) = crate::db::documents::load_text(pool, id).await? else {
             // Nothing to analyse (e.g. an image without a vision model): the document says why.
             return Ok(());
         };
@@ -78,7 +59,11 @@ impl Analyzer {
             )
         } else {
             let s = match &self.chat {
-                Some(chat) => Some(chat.summarize(&text).await.map_err(job_error)?),
+                Some(chat) => Some(
+                    chat.summarize(&text)
+                        .await
+                        .map_err(|e| e.into_job_error("LLM"))?,
+                ),
                 None => extractive::summarize(&text, 300),
             };
             (s, None)
@@ -87,7 +72,7 @@ impl Analyzer {
             Some(chat) => chat
                 .keywords(&text, self.max_keywords)
                 .await
-                .map_err(job_error)?,
+                .map_err(|e| e.into_job_error("LLM"))?,
             None => extractive::keywords(&text, &corpus(pool, &terms).await?, self.max_keywords),
         };
         let mut tx = pool.begin().await?;

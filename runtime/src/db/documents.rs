@@ -155,7 +155,7 @@ pub async fn create(
     .bind(&location)
     .bind(&title)
     .bind(doc.document_type.as_str())
-    .bind(doc.document_type.mime_type())
+    .bind(crate::extract::mime_type_of(doc.document_type, &doc.bytes))
     .bind(&hash)
     .bind(doc.bytes.len() as i64)
     .bind(Value::Object(doc.metadata))
@@ -297,9 +297,13 @@ pub async fn set_processing(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> 
 /// Stores extracted text, adopts the extracted title when the document still has its default
 /// one, records extraction facts under `metadata.extraction`, and queues embedding. Returns
 /// false if the document was deleted meanwhile.
+/// Stores what a document says — its extracted text, an image's description (`kind` image) or a
+/// recording's transcript (`kind` audio) — with the extraction facts, and queues embedding.
+#[allow(clippy::too_many_arguments)]
 pub async fn store_text(
     pool: &PgPool,
     id: Uuid,
+    kind: &str,
     text: &str,
     title: Option<&str>,
     extraction: &Map<String, Value>,
@@ -327,11 +331,12 @@ pub async fn store_text(
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO contents (document_id, kind, content) VALUES ($1, 'text', $2) \
+        "INSERT INTO contents (document_id, kind, content) VALUES ($1, $3, $2) \
          ON CONFLICT (document_id, kind) DO UPDATE SET content = excluded.content, updated_at = now()",
     )
     .bind(id)
     .bind(text)
+    .bind(kind)
     .execute(&mut *tx)
     .await?;
     queue::enqueue(
@@ -343,11 +348,52 @@ pub async fn store_text(
     Ok(true)
 }
 
+/// What a document says: its extracted text, image description or transcript.
 pub async fn load_text(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT content FROM contents WHERE document_id = $1 AND kind = 'text'")
+    sqlx::query_scalar(
+        "SELECT content FROM contents WHERE document_id = $1 \
+         ORDER BY CASE kind WHEN 'text' THEN 0 ELSE 1 END LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Finishes a document that has facts but no searchable content (an image or recording while no
+/// vision or transcription model is configured): processed, no chunks, and `note` saying why.
+/// Returns the document type, or `None` if it was deleted meanwhile.
+pub async fn finish_without_content(
+    pool: &PgPool,
+    id: Uuid,
+    extraction: &Map<String, Value>,
+    note: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let Some(document_type) = lock_document(&mut tx, id).await? else {
+        return Ok(None);
+    };
+    for table in ["chunks", "contents"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE document_id = $1"
+        )))
         .bind(id)
-        .fetch_optional(pool)
-        .await
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE documents SET status = 'processed', error = NULL, chunk_count = 0, \
+             metadata = jsonb_set(metadata, '{extraction}', $2), summary = NULL, keywords = '{}', \
+             keywords_tsv = ''::tsvector, analysis_status = 'skipped', analysis_note = $3, \
+             analysis_method = NULL, processed_at = now(), updated_at = now() \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(Value::Object(extraction.clone()))
+    .bind(note)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Some(document_type))
 }
 
 /// Replaces all chunks of a document in one transaction (so running it twice never duplicates

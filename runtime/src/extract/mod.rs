@@ -1,10 +1,12 @@
 //! Text extraction: detecting a document's type from its bytes and name, and turning each
 //! supported type into plain text (plus a title and extraction metadata). Extractors are pure
-//! functions over bytes; errors say what is wrong with the file.
+//! functions over bytes; errors say what is wrong with the file. Images and audio are detected
+//! here and measured in `media`; their text comes from model providers.
 
 pub mod docx;
 pub mod html;
 pub mod markdown;
+pub mod media;
 pub mod pdf;
 pub mod structured;
 pub mod text;
@@ -24,10 +26,12 @@ pub enum DocumentType {
     Csv,
     Json,
     Yaml,
+    Image,
+    Audio,
 }
 
 impl DocumentType {
-    pub const ALL: [DocumentType; 9] = [
+    pub const ALL: [DocumentType; 11] = [
         DocumentType::Text,
         DocumentType::Markdown,
         DocumentType::Html,
@@ -37,6 +41,8 @@ impl DocumentType {
         DocumentType::Csv,
         DocumentType::Json,
         DocumentType::Yaml,
+        DocumentType::Image,
+        DocumentType::Audio,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,9 +56,13 @@ impl DocumentType {
             DocumentType::Csv => "csv",
             DocumentType::Json => "json",
             DocumentType::Yaml => "yaml",
+            DocumentType::Image => "image",
+            DocumentType::Audio => "audio",
         }
     }
 
+    /// The MIME type of the type; images and audio are refined from their bytes by
+    /// [`mime_type_of`].
     pub fn mime_type(self) -> &'static str {
         match self {
             DocumentType::Text => "text/plain",
@@ -66,12 +76,22 @@ impl DocumentType {
             DocumentType::Csv => "text/csv",
             DocumentType::Json => "application/json",
             DocumentType::Yaml => "application/yaml",
+            DocumentType::Image => "image/*",
+            DocumentType::Audio => "audio/*",
         }
     }
 
     /// Types whose bytes are text (they go through charset decoding).
     pub fn is_textual(self) -> bool {
-        !matches!(self, DocumentType::Pdf | DocumentType::Docx)
+        !matches!(
+            self,
+            DocumentType::Pdf | DocumentType::Docx | DocumentType::Image | DocumentType::Audio
+        )
+    }
+
+    /// Types whose searchable text comes from a model (vision, transcription).
+    pub fn is_media(self) -> bool {
+        matches!(self, DocumentType::Image | DocumentType::Audio)
     }
 
     fn from_extension(ext: &str) -> Option<Self> {
@@ -85,6 +105,8 @@ impl DocumentType {
             "csv" | "tsv" => DocumentType::Csv,
             "json" | "jsonl" | "ndjson" => DocumentType::Json,
             "yaml" | "yml" => DocumentType::Yaml,
+            "png" | "jpg" | "jpeg" | "gif" | "webp" => DocumentType::Image,
+            "wav" | "mp3" | "m4a" | "ogg" | "oga" | "opus" | "flac" => DocumentType::Audio,
             _ => return None,
         })
     }
@@ -168,12 +190,24 @@ pub fn detect(
             ))
         };
     }
-    // A file named .pdf/.docx that does not carry the signature is still routed to that
-    // extractor, which then reports precisely why it cannot be read.
-    if let Some(t @ (DocumentType::Pdf | DocumentType::Docx)) = declared.or(ext) {
+    let sniffed = infer::get(bytes).filter(|k| k.matcher_type() != infer::MatcherType::Text);
+    if let Some(kind) = sniffed {
+        if media::IMAGE_MIME_TYPES.contains(&kind.mime_type()) {
+            return Ok(DocumentType::Image);
+        }
+        if media::AUDIO_MIME_TYPES.contains(&kind.mime_type()) {
+            return Ok(DocumentType::Audio);
+        }
+    }
+    // A file named .pdf/.docx/.png/.mp3… that does not carry the signature is still routed to
+    // that extractor, which then reports precisely why it cannot be read.
+    if let Some(
+        t @ (DocumentType::Pdf | DocumentType::Docx | DocumentType::Image | DocumentType::Audio),
+    ) = declared.or(ext)
+    {
         return Ok(t);
     }
-    if let Some(kind) = infer::get(bytes).filter(|k| k.matcher_type() != infer::MatcherType::Text) {
+    if let Some(kind) = sniffed {
         return Err(ExtractError::Unsupported(format!(
             "{} ({}) is not a supported document type",
             kind.extension(),
@@ -189,6 +223,20 @@ pub fn detect(
         return Ok(t);
     }
     Ok(sniff_text(bytes))
+}
+
+/// The MIME type stored with a document: images and audio by their actual format.
+pub fn mime_type_of(doc_type: DocumentType, bytes: &[u8]) -> String {
+    if let Some(kind) = infer::get(bytes).filter(|_| doc_type.is_media()) {
+        return match kind.mime_type() {
+            "audio/x-wav" => "audio/wav",
+            "audio/m4a" => "audio/mp4",
+            "audio/x-flac" => "audio/flac",
+            other => other,
+        }
+        .to_string();
+    }
+    doc_type.mime_type().to_string()
 }
 
 fn sniff_text(bytes: &[u8]) -> DocumentType {
@@ -216,6 +264,11 @@ pub fn extract(
     let extracted = match doc_type {
         DocumentType::Pdf => pdf::extract(bytes)?,
         DocumentType::Docx => docx::extract(bytes, limits)?,
+        DocumentType::Image | DocumentType::Audio => {
+            return Err(ExtractError::Unsupported(format!(
+                "{doc_type} documents get their text from a model provider, not an extractor"
+            )));
+        }
         textual => {
             let (decoded, encoding) = text::decode(bytes);
             let mut out = match textual {
@@ -297,11 +350,26 @@ mod tests {
     }
 
     #[test]
-    fn rejects_binary_and_media() {
+    fn detects_media_by_signature_and_name() {
         let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
-        assert!(
-            matches!(detect(png, Some("a.png"), None), Err(ExtractError::Unsupported(m)) if m.contains("image/png"))
+        assert_eq!(detect(png, Some("a.txt"), None), Ok(DocumentType::Image));
+        assert_eq!(mime_type_of(DocumentType::Image, png), "image/png");
+        assert_eq!(
+            detect(b"words, not pixels", Some("photo.png"), None),
+            Ok(DocumentType::Image)
         );
+        assert_eq!(
+            detect(b"ID3\x04\0\0\0\0\0\0", Some("talk.bin"), None),
+            Ok(DocumentType::Audio)
+        );
+        let bmp = b"BM\x36\0\0\0\0\0\0\0\x36\0\0\0\x28\0";
+        assert!(
+            matches!(detect(bmp, Some("a.bmp"), None), Err(ExtractError::Unsupported(m)) if m.contains("image/bmp"))
+        );
+    }
+
+    #[test]
+    fn rejects_binary() {
         let elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0";
         assert!(matches!(
             detect(elf, None, None),

@@ -27,6 +27,20 @@ pub enum CallError {
     Rejected(String),
 }
 
+impl CallError {
+    /// The queue's view of a provider failure: unavailable providers are retried later, a
+    /// rejection fails the job. `what` names the provider in the message (LLM, vision…).
+    pub fn into_job_error(self, what: &str) -> crate::queue::worker::JobError {
+        use crate::queue::worker::JobError;
+        match self {
+            CallError::Unavailable(m) => {
+                JobError::Retryable(format!("{what} provider unavailable: {m}"))
+            }
+            CallError::Rejected(m) => JobError::Permanent(format!("{what} provider error: {m}")),
+        }
+    }
+}
+
 /// An OpenAI-compatible API: base URL, optional key, retry policy.
 #[derive(Clone)]
 pub struct Endpoint {
