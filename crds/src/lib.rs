@@ -279,9 +279,12 @@ pub enum SslMode {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.provider != 'local' || self.dimensions == 384").message(
+    "embeddings.provider local (all-MiniLM-L6-v2) makes 384-dimensional vectors: set embeddings.dimensions to 384 or choose another provider"
+))]
 pub struct EmbeddingsSpec {
-    /// hash (offline, lexical only), local (all-MiniLM-L6-v2 in the runtime image) or openai
-    /// (any OpenAI-compatible /v1/embeddings).
+    /// local (default: all-MiniLM-L6-v2 from the runtime image, semantic, no network), hash
+    /// (offline, lexical only) or openai (any OpenAI-compatible /v1/embeddings).
     #[serde(default)]
     pub provider: EmbeddingProvider,
     /// Model name (provider default when absent).
@@ -321,8 +324,10 @@ fn default_dimensions() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EmbeddingProvider {
-    #[default]
+    /// Feature hashing: offline and instant, but lexical only (no synonyms).
     Hash,
+    /// all-MiniLM-L6-v2 run in-process from the model the runtime image carries (384 dimensions).
+    #[default]
     Local,
     Openai,
 }
@@ -337,18 +342,32 @@ impl EmbeddingProvider {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "self.provider == 'openai' || (!has(self.visionModel) && !has(self.transcriptionModel) && !has(self.apiKeySecretRef))"
+).message("llm.visionModel, llm.transcriptionModel and llm.apiKeySecretRef need llm.provider: openai"))]
 pub struct LlmSpec {
-    /// none (extractive summaries and keywords) or openai (any OpenAI-compatible chat API).
+    /// none (extractive summaries and TF-IDF keywords, no image descriptions or transcripts) or
+    /// openai (any OpenAI-compatible API: OpenAI, Azure, Ollama, vLLM, OpenRouter, LiteLLM).
     #[serde(default)]
     pub provider: LlmProvider,
+    /// Chat model writing summaries (runtime default gpt-4o-mini).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary_model: Option<String>,
+    /// Chat model listing keywords (runtime default gpt-4o-mini).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keywords_model: Option<String>,
+    /// Vision-capable chat model describing images; without it images get metadata only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vision_model: Option<String>,
+    /// Transcription model for audio (e.g. whisper-1); without it audio gets metadata only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcription_model: Option<String>,
+    /// Base URL of the OpenAI-compatible API, up to /v1 (e.g. http://ollama:11434/v1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// Secret key holding the provider's API key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_secret_ref: Option<SecretKeyRef>,
 }
@@ -359,6 +378,15 @@ pub enum LlmProvider {
     #[default]
     None,
     Openai,
+}
+
+impl LlmProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LlmProvider::None => "none",
+            LlmProvider::Openai => "openai",
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
@@ -418,6 +446,10 @@ pub enum FileType {
     Csv,
     Json,
     Yaml,
+    /// PNG, JPEG, GIF, WebP: described by `llm.visionModel`, metadata only without it.
+    Image,
+    /// WAV, MP3, M4A, OGG, FLAC: transcribed by `llm.transcriptionModel`, metadata only without it.
+    Audio,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use ragdoll_crds::{EmbeddingProvider, Resources, WorkerSpec};
+use ragdoll_crds::{Resources, WorkerSpec};
 use serde_json::{Value, json};
 
 use super::{
@@ -33,6 +33,19 @@ pub fn config_data(ctx: &Ctx) -> BTreeMap<String, String> {
     }
     if let Some(u) = &s.embeddings.base_url {
         set("RAGDOLL_EMBEDDING_BASE_URL", u.clone());
+    }
+    set("RAGDOLL_LLM_PROVIDER", s.llm.provider.as_str().into());
+    let llm_settings = [
+        ("RAGDOLL_LLM_BASE_URL", &s.llm.base_url),
+        ("RAGDOLL_SUMMARY_MODEL", &s.llm.summary_model),
+        ("RAGDOLL_KEYWORDS_MODEL", &s.llm.keywords_model),
+        ("RAGDOLL_VISION_MODEL", &s.llm.vision_model),
+        ("RAGDOLL_TRANSCRIPTION_MODEL", &s.llm.transcription_model),
+    ];
+    for (key, value) in llm_settings {
+        if let Some(v) = value {
+            set(key, v.clone());
+        }
     }
     set("RAGDOLL_CHUNK_SIZE", s.ingestion.chunk_size.to_string());
     set(
@@ -108,11 +121,15 @@ pub fn api_keys_secret(ctx: &Ctx, key: &str) -> Child {
     )
 }
 
-/// Environment every runtime container gets: the database URL and the embedding key.
+/// Environment every runtime container gets: the database URL and the provider keys.
 pub fn env(ctx: &Ctx) -> Vec<Value> {
+    let spec = &ctx.cluster.spec;
     let mut env = vec![secret_env("DATABASE_URL", &ctx.database_url())];
-    if let Some(k) = &ctx.cluster.spec.embeddings.api_key_secret_ref {
+    if let Some(k) = &spec.embeddings.api_key_secret_ref {
         env.push(secret_env("RAGDOLL_EMBEDDING_API_KEY", k));
+    }
+    if let Some(k) = &spec.llm.api_key_secret_ref {
+        env.push(secret_env("RAGDOLL_LLM_API_KEY", k));
     }
     env
 }
@@ -348,13 +365,4 @@ pub fn service_monitor(ctx: &Ctx) -> Child {
             ],
         }}),
     )
-}
-
-/// Whether the runtime image carries what the embedding provider needs (for messages).
-pub fn provider_note(p: EmbeddingProvider) -> &'static str {
-    match p {
-        EmbeddingProvider::Hash => "hash embeddings are lexical only",
-        EmbeddingProvider::Local => "local model from the runtime image",
-        EmbeddingProvider::Openai => "OpenAI-compatible provider",
-    }
 }

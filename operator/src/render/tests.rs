@@ -138,6 +138,16 @@ fn minimal_renders_every_child() {
     expected.push((Kind::Job, migration_job_name_of(&c)));
     expected.sort();
     assert_eq!(names, expected);
+    let cfg = &d
+        .get(Kind::ConfigMap, "ragdoll-runtime-config")
+        .unwrap()
+        .object["data"];
+    assert_eq!(
+        cfg["RAGDOLL_EMBEDDING_PROVIDER"], "local",
+        "semantic search out of the box, from the model in the runtime image"
+    );
+    assert_eq!(cfg["RAGDOLL_LLM_PROVIDER"], "none");
+    assert!(cfg.get("RAGDOLL_VISION_MODEL").is_none());
     for child in &d.children {
         let meta = &child.object["metadata"];
         assert_eq!(meta["namespace"], "rag");
@@ -393,12 +403,26 @@ fn production_sizing_autoscaling_and_monitoring() {
     assert_eq!(cfg["RAGDOLL_EMBEDDING_PROVIDER"], "openai");
     assert_eq!(cfg["RAGDOLL_EMBEDDING_DIMENSIONS"], "1536");
     assert_eq!(cfg["RAGDOLL_MAX_FILE_SIZE"], "104857600");
+    assert_eq!(cfg["RAGDOLL_LLM_PROVIDER"], "openai");
+    assert_eq!(cfg["RAGDOLL_SUMMARY_MODEL"], "gpt-4o-mini");
+    assert_eq!(cfg["RAGDOLL_VISION_MODEL"], "gpt-4o-mini");
+    assert_eq!(cfg["RAGDOLL_TRANSCRIPTION_MODEL"], "whisper-1");
     let env = api.object["spec"]["template"]["spec"]["containers"][0]["env"]
         .as_array()
         .unwrap()
         .clone();
-    assert!(env.iter().any(|e| e["name"] == "RAGDOLL_EMBEDDING_API_KEY"
-        && e["valueFrom"]["secretKeyRef"]["name"] == "openai"));
+    for key in ["RAGDOLL_EMBEDDING_API_KEY", "RAGDOLL_LLM_API_KEY"] {
+        assert!(
+            env.iter().any(|e| e["name"] == key
+                && e["valueFrom"]["secretKeyRef"]["name"] == "openai"
+                && e["valueFrom"]["secretKeyRef"]["key"] == "api-key"),
+            "{key} from the Secret"
+        );
+    }
+    assert!(
+        !cfg.to_string().contains("replace-me"),
+        "keys never land in the ConfigMap"
+    );
     // Without the Prometheus Operator's CRD, no ServiceMonitor is rendered.
     let mut no_crd = ctx(&c);
     no_crd.service_monitor_available = false;

@@ -47,6 +47,20 @@ pub fn bin_dir() -> &'static Path {
     })
 }
 
+/// The local embedding model the runtime image carries (its Dockerfile sets RAGDOLL_MODEL_DIR),
+/// fetched on first use by tests/env/models.sh, which reuses a verified cached copy.
+pub fn model_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = script_output("tests/env/models.sh");
+        PathBuf::from(
+            out.lines()
+                .find_map(|l| l.strip_prefix("RAGDOLL_MODEL_DIR="))
+                .expect("models.sh prints RAGDOLL_MODEL_DIR"),
+        )
+    })
+}
+
 /// Path of the admin kubeconfig of the running test control plane (started on first use).
 pub fn kubeconfig() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();

@@ -104,12 +104,14 @@ impl Drop for Proc {
     }
 }
 
-/// Runs a rendered runtime container (image entrypoint `ragdoll`) with a clean environment.
+/// Runs a rendered runtime container (image entrypoint `ragdoll`) with a clean environment plus
+/// what the runtime image's Dockerfile sets (`ENV RAGDOLL_MODEL_DIR`, the model it carries).
 fn ragdoll_command(args: &[String], env: &BTreeMap<String, String>) -> Command {
     let mut cmd = Command::new(workspace_bin("ragdoll"));
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RAGDOLL_MODEL_DIR", model_dir())
         .envs(env);
     cmd
 }
@@ -281,12 +283,21 @@ async fn every_rendered_container_runs_against_a_real_database() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 202);
     eventually(Duration::from_secs(60), "the document processed and analysed by the workers", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM documents WHERE status = 'processed' AND analysis_status = 'skipped'")
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM documents WHERE status = 'processed' AND analysis_status = 'completed' AND analysis_method = 'extractive'")
             .fetch_one(&pool)
             .await
             .is_ok_and(|n| n == 1)
     })
     .await;
+    // Embedded by the default provider: the local model from the image, not the lexical hash.
+    let models: Vec<String> = sqlx::query_scalar("SELECT DISTINCT embedding_model FROM chunks")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(
+        models.len() == 1 && models[0].contains("MiniLM"),
+        "{models:?}"
+    );
     // The default queue has no pipeline jobs; a job of an unknown kind proves its worker claims it.
     sqlx::query("INSERT INTO jobs (queue, kind) VALUES ('default', 'contract_probe')")
         .execute(&pool)

@@ -84,18 +84,33 @@ async fn invalid_specs_are_rejected_with_readable_messages() {
         ),
         (
             "dims-low",
-            json!({"embeddings": {"dimensions": 0}}),
+            json!({"embeddings": {"provider": "hash", "dimensions": 0}}),
             "should be greater than or equal to 1",
         ),
         (
             "dims-high",
-            json!({"embeddings": {"dimensions": 20000}}),
+            json!({"embeddings": {"provider": "hash", "dimensions": 20000}}),
             "should be less than or equal to 16000",
         ),
         (
             "provider",
             json!({"embeddings": {"provider": "magic"}}),
             "Unsupported value: \"magic\"",
+        ),
+        (
+            "local-dims",
+            json!({"embeddings": {"dimensions": 1536}}),
+            "embeddings.provider local (all-MiniLM-L6-v2) makes 384-dimensional vectors",
+        ),
+        (
+            "vision-without-llm",
+            json!({"llm": {"visionModel": "gpt-4o-mini"}}),
+            "llm.visionModel, llm.transcriptionModel and llm.apiKeySecretRef need llm.provider: openai",
+        ),
+        (
+            "llm-provider",
+            json!({"llm": {"provider": "sidekiq-gpt"}}),
+            "Unsupported value: \"sidekiq-gpt\"",
         ),
         (
             "threshold",
@@ -149,13 +164,19 @@ async fn invalid_specs_are_rejected_with_readable_messages() {
     // A valid cluster is accepted; its dimensions are immutable afterwards.
     create(
         &api,
-        cluster("good", json!({"embeddings": {"dimensions": 768}})),
+        cluster(
+            "good",
+            json!({"embeddings": {"provider": "openai", "dimensions": 768}}),
+        ),
     )
     .await
     .expect("valid spec");
     let err = create(
         &api,
-        cluster("good", json!({"embeddings": {"dimensions": 1024}})),
+        cluster(
+            "good",
+            json!({"embeddings": {"provider": "openai", "dimensions": 1024}}),
+        ),
     )
     .await
     .expect_err("immutable");
@@ -165,7 +186,7 @@ async fn invalid_specs_are_rejected_with_readable_messages() {
         &api,
         cluster(
             "good",
-            json!({"embeddings": {"dimensions": 768}, "api": {"replicas": 4}}),
+            json!({"embeddings": {"provider": "openai", "dimensions": 768}, "api": {"replicas": 4}}),
         ),
     )
     .await
