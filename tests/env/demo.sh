@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: start the local Postgres, run the runtime with workers on a fresh demo database,
-# ingest the sample documents in tests/fixtures/documents, and print their status.
+# ingest the sample documents (tests/fixtures/documents, tests/fixtures/media) with the local
+# embedding model, print their status and run a semantic query that shares no word with its answer.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -29,8 +30,8 @@ done
 curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$log"; echo "server not ready" >&2; exit 1; }
 
 export RAGDOLL_SERVER="http://127.0.0.1:$port" RAGDOLL_API_KEY="$key"
-echo "==> ragdoll ingest tests/fixtures/documents --recursive --wait"
-"$bin" ingest "$root/tests/fixtures/documents" --recursive --wait
+echo "==> ragdoll ingest tests/fixtures/documents tests/fixtures/media --recursive --wait"
+"$bin" ingest "$root/tests/fixtures/documents" "$root/tests/fixtures/media" --recursive --wait
 echo
 echo "==> ragdoll status"
 "$bin" status

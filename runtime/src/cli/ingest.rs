@@ -377,7 +377,18 @@ fn print_table(docs: &[DocumentView]) {
         count("processing"),
         docs.iter().map(|d| i64::from(d.chunk_count)).sum::<i64>()
     );
-    if let Some(note) = docs.iter().find_map(|d| d.analysis_note.as_deref()) {
-        println!("note: {note}");
+    // Why analysis was skipped or failed, once per distinct reason.
+    let mut notes: Vec<(&str, usize)> = Vec::new();
+    let unfinished = docs
+        .iter()
+        .filter(|d| d.analysis_status == "skipped" || d.analysis_status == "failed");
+    for note in unfinished.filter_map(|d| d.analysis_note.as_deref()) {
+        match notes.iter_mut().find(|(n, _)| *n == note) {
+            Some((_, count)) => *count += 1,
+            None => notes.push((note, 1)),
+        }
+    }
+    for (note, count) in notes {
+        println!("note ({count} document(s)): {note}");
     }
 }
