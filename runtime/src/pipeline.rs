@@ -114,21 +114,17 @@ impl Pipeline {
         let Some((chat, model)) = self
             .vision
             .as_ref()
-            .and_then(|c| c.vision_model.clone().map(|m| (c, m)))
+            .and_then(|c| c.vision_model.as_deref().map(|m| (c, m)))
         else {
             return self
                 .finish_without_content(id, &facts, IMAGE_NOT_CONFIGURED)
                 .await;
         };
         let started = std::time::Instant::now();
-        let description = match chat.describe_image(&bytes, info.mime_type).await {
-            Some(result) => result.map_err(|e| e.into_job_error("vision"))?,
-            None => {
-                return self
-                    .finish_without_content(id, &facts, IMAGE_NOT_CONFIGURED)
-                    .await;
-            }
-        };
+        let description = chat
+            .describe_image(model, &bytes, info.mime_type)
+            .await
+            .map_err(|e| e.into_job_error("vision"))?;
         facts.insert("described_by".into(), model.into());
         facts.insert("characters".into(), description.chars().count().into());
         facts.insert("elapsed_ms".into(), elapsed_ms(started).into());

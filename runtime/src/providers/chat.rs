@@ -107,27 +107,25 @@ impl Chat {
         Ok(list)
     }
 
-    /// Describes an image for search; `None` when no vision model is configured.
+    /// Describes an image for search with the vision-capable `model`.
     pub async fn describe_image(
         &self,
+        model: &str,
         bytes: &[u8],
         mime: &str,
-    ) -> Option<Result<String, CallError>> {
-        let model = self.vision_model.as_ref()?;
+    ) -> Result<String, CallError> {
         let data = base64::engine::general_purpose::STANDARD.encode(bytes);
         let user = json!([
             {"type": "text", "text": "Describe this image for a search index: what it shows, any visible text, and notable details. Plain prose, at most 120 words."},
             {"type": "image_url", "image_url": {"url": format!("data:{mime};base64,{data}")}},
         ]);
-        Some(
-            self.complete(
-                model,
-                "You describe images precisely and factually.",
-                user,
-                400,
-            )
-            .await,
+        self.complete(
+            model,
+            "You describe images precisely and factually.",
+            user,
+            400,
         )
+        .await
     }
 }
 
