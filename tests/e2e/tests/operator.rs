@@ -82,6 +82,71 @@ fn template_hash(d: &Deployment) -> String {
         .unwrap_or_default()
 }
 
+/// The children of the first pass (before the migration finished) that do not exist yet; the
+/// operator applies them one after another, so a test waits for all of them.
+async fn missing_first_pass_children(client: &Client, ns: &str) -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    for (kind_ok, what) in [
+        (
+            exists::<ConfigMap>(client, ns, "ragdoll-postgres-config").await,
+            "postgres config",
+        ),
+        (
+            exists::<ConfigMap>(client, ns, "ragdoll-runtime-config").await,
+            "runtime config",
+        ),
+        (
+            exists::<Service>(client, ns, "ragdoll-postgres").await,
+            "postgres service",
+        ),
+        (
+            exists::<Service>(client, ns, "ragdoll-postgres-headless").await,
+            "headless service",
+        ),
+        (
+            exists::<Service>(client, ns, "ragdoll-api").await,
+            "api service",
+        ),
+        (
+            exists::<PodDisruptionBudget>(client, ns, "ragdoll-api").await,
+            "pdb",
+        ),
+        (
+            exists::<CronJob>(client, ns, "ragdoll-maintenance").await,
+            "maintenance",
+        ),
+        (
+            exists::<CronJob>(client, ns, "ragdoll-reindex").await,
+            "reindex",
+        ),
+        (
+            exists::<CronJob>(client, ns, "ragdoll-backup").await,
+            "backup",
+        ),
+        (
+            exists::<PersistentVolumeClaim>(client, ns, "ragdoll-backups").await,
+            "backups volume",
+        ),
+        (
+            exists::<NetworkPolicy>(client, ns, "ragdoll-database").await,
+            "network policy",
+        ),
+        (
+            exists::<Secret>(client, ns, "ragdoll-db-credentials").await,
+            "credentials",
+        ),
+        (
+            exists::<Secret>(client, ns, "ragdoll-api-keys").await,
+            "api keys",
+        ),
+    ] {
+        if !kind_ok {
+            missing.push(what);
+        }
+    }
+    missing
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn minimal_cluster_converges_to_ready_and_then_writes_nothing() {
     let (client, ns) = setup("e2e-minimal").await;
@@ -118,61 +183,17 @@ async fn minimal_cluster_converges_to_ready_and_then_writes_nothing() {
         pg.image.as_deref(),
         Some(ragdoll_crds::DEFAULT_DATABASE_IMAGE)
     );
-    for (kind_ok, what) in [
-        (
-            exists::<ConfigMap>(&client, &ns.name, "ragdoll-postgres-config").await,
-            "postgres config",
-        ),
-        (
-            exists::<ConfigMap>(&client, &ns.name, "ragdoll-runtime-config").await,
-            "runtime config",
-        ),
-        (
-            exists::<Service>(&client, &ns.name, "ragdoll-postgres").await,
-            "postgres service",
-        ),
-        (
-            exists::<Service>(&client, &ns.name, "ragdoll-postgres-headless").await,
-            "headless service",
-        ),
-        (
-            exists::<Service>(&client, &ns.name, "ragdoll-api").await,
-            "api service",
-        ),
-        (
-            exists::<PodDisruptionBudget>(&client, &ns.name, "ragdoll-api").await,
-            "pdb",
-        ),
-        (
-            exists::<CronJob>(&client, &ns.name, "ragdoll-maintenance").await,
-            "maintenance",
-        ),
-        (
-            exists::<CronJob>(&client, &ns.name, "ragdoll-reindex").await,
-            "reindex",
-        ),
-        (
-            exists::<CronJob>(&client, &ns.name, "ragdoll-backup").await,
-            "backup",
-        ),
-        (
-            exists::<PersistentVolumeClaim>(&client, &ns.name, "ragdoll-backups").await,
-            "backups volume",
-        ),
-        (
-            exists::<NetworkPolicy>(&client, &ns.name, "ragdoll-database").await,
-            "network policy",
-        ),
-        (
-            exists::<Secret>(&client, &ns.name, "ragdoll-db-credentials").await,
-            "credentials",
-        ),
-        (
-            exists::<Secret>(&client, &ns.name, "ragdoll-api-keys").await,
-            "api keys",
-        ),
-    ] {
-        assert!(kind_ok, "{what} missing");
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let missing = missing_first_pass_children(&client, &ns.name).await;
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never created: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let creds = api::<Secret>(&client, &ns.name)
         .get("ragdoll-db-credentials")
