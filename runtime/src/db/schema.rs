@@ -79,6 +79,29 @@ pub enum SchemaError {
     CorruptMeta(String),
 }
 
+/// The recorded vector schema, if any.
+async fn read_meta(
+    conn: &mut sqlx::PgConnection,
+) -> Result<Option<StoredVectorSchema>, SchemaError> {
+    let value: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT value FROM ragdoll_meta WHERE key = $1")
+            .bind(META_KEY)
+            .fetch_optional(&mut *conn)
+            .await?;
+    value
+        .map(|v| serde_json::from_value(v).map_err(|e| SchemaError::CorruptMeta(e.to_string())))
+        .transpose()
+}
+
+/// Serialises changes of the vector schema between processes, for the transaction's duration.
+async fn lock_vector_schema(tx: &mut sqlx::PgConnection) -> Result<(), SchemaError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(VECTOR_LOCK_ID)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
 async fn write_meta(
     tx: &mut sqlx::PgConnection,
     stored: &StoredVectorSchema,
@@ -117,16 +140,8 @@ pub async fn reembed(
 ) -> Result<Reembed, SchemaError> {
     MIGRATOR.run(pool).await?;
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(VECTOR_LOCK_ID)
-        .execute(&mut *tx)
-        .await?;
-    let value: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT value FROM ragdoll_meta WHERE key = $1")
-            .bind(META_KEY)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some(value) = value else {
+    lock_vector_schema(&mut tx).await?;
+    let Some(mut stored) = read_meta(&mut tx).await? else {
         tx.rollback().await?;
         ensure_vector_column(pool, want).await?;
         return Ok(Reembed {
@@ -137,8 +152,6 @@ pub async fn reembed(
             queued: 0,
         });
     };
-    let mut stored: StoredVectorSchema =
-        serde_json::from_value(value).map_err(|e| SchemaError::CorruptMeta(e.to_string()))?;
     let (from_model, from_dimensions) = (stored.model.clone(), stored.dimensions);
     if stored.dimensions != want.dimensions {
         sqlx::query("DROP INDEX IF EXISTS chunks_embedding_hnsw_idx")
@@ -240,14 +253,7 @@ pub async fn stored_vector_schema(
     if !exists {
         return Ok(None);
     }
-    let value: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT value FROM ragdoll_meta WHERE key = $1")
-            .bind(META_KEY)
-            .fetch_optional(pool)
-            .await?;
-    value
-        .map(|v| serde_json::from_value(v).map_err(|e| SchemaError::CorruptMeta(e.to_string())))
-        .transpose()
+    read_meta(&mut *pool.acquire().await?).await
 }
 
 fn compare(
@@ -316,18 +322,8 @@ async fn ensure_vector_column(
     want: &VectorSchema,
 ) -> Result<StoredVectorSchema, SchemaError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(VECTOR_LOCK_ID)
-        .execute(&mut *tx)
-        .await?;
-    let value: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT value FROM ragdoll_meta WHERE key = $1")
-            .bind(META_KEY)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if let Some(v) = value {
-        let mut stored: StoredVectorSchema =
-            serde_json::from_value(v).map_err(|e| SchemaError::CorruptMeta(e.to_string()))?;
+    lock_vector_schema(&mut tx).await?;
+    if let Some(mut stored) = read_meta(&mut tx).await? {
         if stored.dimensions == want.dimensions
             && stored.model == want.model
             && stored.text_search_config != want.text_search_config
