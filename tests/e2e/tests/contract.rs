@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams};
 use ragdoll_e2e::*;
@@ -126,6 +126,11 @@ fn localise(args: &[String], replacements: &[(&str, String)]) -> Vec<String> {
         .collect()
 }
 
+/// The first container of a pod template's spec.
+fn first_container(pod: Option<PodSpec>) -> Container {
+    pod.expect("a pod spec").containers.remove(0)
+}
+
 async fn count(pool: &PgPool, table: &str) -> i64 {
     sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
         .fetch_one(pool)
@@ -170,14 +175,7 @@ async fn every_rendered_container_runs_against_a_real_database() {
         .unwrap()
         .items
         .remove(0);
-    let c = job
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .remove(0);
+    let c = first_container(job.spec.unwrap().template.spec);
     assert!(c.image.as_deref().unwrap().starts_with("ragdoll/ragdoll:"));
     let report = std::env::temp_dir().join(format!("contract-report-{}", ns.name));
     let args = localise(
@@ -199,17 +197,16 @@ async fn every_rendered_container_runs_against_a_real_database() {
     // 2. The API Deployment: serves /readyz and accepts a document with the generated key.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
     let api_port = free_port();
-    let c = deployments
-        .get("ragdoll-api")
-        .await
-        .unwrap()
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .remove(0);
+    let c = first_container(
+        deployments
+            .get("ragdoll-api")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec,
+    );
     let args = localise(
         &c.args.clone().unwrap(),
         &[("0.0.0.0:8080", format!("127.0.0.1:{api_port}"))],
@@ -235,17 +232,16 @@ async fn every_rendered_container_runs_against_a_real_database() {
     // 3. Each worker Deployment claims its queue.
     let mut workers = Vec::new();
     for queue in ["processing", "embeddings", "analysis", "default"] {
-        let c = deployments
-            .get(&format!("ragdoll-worker-{queue}"))
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .containers
-            .remove(0);
+        let c = first_container(
+            deployments
+                .get(&format!("ragdoll-worker-{queue}"))
+                .await
+                .unwrap()
+                .spec
+                .unwrap()
+                .template
+                .spec,
+        );
         let port = free_port();
         let args = localise(
             &c.args.clone().unwrap(),
@@ -318,17 +314,7 @@ async fn every_rendered_container_runs_against_a_real_database() {
     let cronjobs: Api<CronJob> = Api::namespaced(client.clone(), &ns.name);
     for name in ["ragdoll-maintenance", "ragdoll-reindex"] {
         let cj = cronjobs.get(name).await.unwrap();
-        let c = cj
-            .spec
-            .unwrap()
-            .job_template
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .containers
-            .remove(0);
+        let c = first_container(cj.spec.unwrap().job_template.spec.unwrap().template.spec);
         let env = point_at_test_db(resolve_env(&client, &ns.name, &c).await);
         let out = ragdoll_command(&c.args.clone().unwrap(), &env)
             .output()
@@ -348,17 +334,7 @@ async fn every_rendered_container_runs_against_a_real_database() {
 
     // 5. The backup CronJob: its script with the real pg_dump; retention; the dump restores.
     let cj = cronjobs.get("ragdoll-backup").await.unwrap();
-    let c = cj
-        .spec
-        .unwrap()
-        .job_template
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .remove(0);
+    let c = first_container(cj.spec.unwrap().job_template.spec.unwrap().template.spec);
     let command = c.command.clone().unwrap();
     assert_eq!(command[..2], ["/bin/sh".to_string(), "-c".to_string()]);
     let mut env = point_at_test_db(resolve_env(&client, &ns.name, &c).await);
