@@ -126,7 +126,7 @@ pub fn audio_info(bytes: &[u8]) -> Result<AudioInfo, ExtractError> {
         kind: "audio",
         reason,
     };
-    let source = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
+    let source = MediaSourceStream::new(Box::new(Cursor::new(bytes)), Default::default());
     let mut reader = symphonia::default::get_probe()
         .probe(
             &Hint::new(),
